@@ -1,0 +1,52 @@
+"""Artifacts: one ``.safetensors`` file with tensors and JSON metadata, written atomically.
+
+No pickle anywhere: safetensors holds only tensors, and the metadata is JSON.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+
+import torch
+from safetensors.torch import load_file, save_file
+
+_META_KEY = "reprolab"
+
+
+def atomic_write(path: str | os.PathLike, write) -> Path:
+    """Call ``write(tmp_path)`` then rename onto ``path``: readers never see half a file."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(fd)
+    try:
+        write(tmp)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+    return path
+
+
+def save_artifact(path, tensors: dict[str, torch.Tensor], metadata: dict) -> Path:
+    """Save tensors and JSON-serialisable metadata to ``path`` atomically."""
+    tensors = {k: v.detach().contiguous().cpu() for k, v in tensors.items()}
+    text = json.dumps(metadata)  # fails early, before anything is written, if not JSON
+    return atomic_write(path, lambda tmp: save_file(tensors, tmp, metadata={_META_KEY: text}))
+
+
+def load_artifact(path) -> tuple[dict[str, torch.Tensor], dict]:
+    """Load ``(tensors, metadata)`` saved by :func:`save_artifact`."""
+    from safetensors import safe_open
+
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"no artifact at {path}")
+    with safe_open(str(path), framework="pt") as f:
+        meta = (f.metadata() or {}).get(_META_KEY)
+    if meta is None:
+        raise ValueError(f"{path} is a safetensors file but not a reprolab artifact (no metadata)")
+    return load_file(str(path)), json.loads(meta)

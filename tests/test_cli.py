@@ -1,0 +1,26 @@
+import json
+
+import pytest
+
+from reprolab.cli import main
+
+
+def test_models_json(capsys):
+    assert main(["models", "--json"]) == 0
+    rows = json.loads(capsys.readouterr().out)["models"]
+    assert {"name": "efficientnet_lite0", "source": "offline", "input_size": 224} in rows
+
+
+def test_top1_json_on_heldout(capsys, data_dir):
+    assert main(["top1", "efficientnet_lite0", "--split", "heldout", "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["n"] == 250 and out["top1"] > 0.8
+
+
+@pytest.mark.parametrize("argv, match", [
+    (["top1", "nope"], "unknown model 'nope'"),
+    (["top1", "efficientnet_lite0", "--images", "/no/such/dir"], "image folder not found at /no/such/dir"),
+])
+def test_errors_are_one_clear_line(capsys, argv, match):
+    assert main(argv) == 2
+    assert match in capsys.readouterr().err

@@ -1,0 +1,83 @@
+import pytest
+import torch
+from torch import nn
+
+import reprolab
+from reprolab import data
+from reprolab.models import REGISTRY
+
+
+def test_registry_lists_offline_and_online():
+    assert reprolab.list_models("offline") == ["efficientnet_lite0", "efficientnet_lite1", "efficientnet_lite2"]
+    assert {"resnet50", "vgg16", "googlenet", "inception_v3"} <= set(reprolab.list_models("torchvision"))
+
+
+def test_loaded_model_is_frozen_and_describes_itself(lite0):
+    assert not lite0.training
+    assert not any(p.requires_grad for p in lite0.parameters())
+    lite0.train()  # a frozen model refuses to leave eval mode
+    assert not lite0.training and not any(m.training for m in lite0.modules())
+    assert lite0.input_size == 224 and lite0.num_classes == 1000
+    assert lite0.class_names[1] == "goldfish"
+    convs = lite0.conv_layers()
+    assert len(convs) > 30 and convs[0] == "_conv_stem"
+
+
+def test_gradient_reaches_input_but_never_weights(lite0):
+    x = torch.rand(1, 3, 224, 224, requires_grad=True)
+    lite0(x)[0, 5].backward()
+    assert x.grad is not None and x.grad.abs().sum() > 0
+    assert all(p.grad is None for p in lite0.parameters())
+
+
+def test_record_hooks_are_removed(lite0):
+    layers = lite0.conv_layers()[:3]
+    with lite0.record(layers) as acts:
+        lite0(torch.rand(1, 3, 224, 224))
+    assert list(acts) == layers and acts[layers[0]].shape == (1, 32, 112, 112)
+    assert all(not m._forward_hooks for m in lite0.modules())
+    with pytest.raises(KeyError, match="conv_layers"):
+        with lite0.record(["no_such_layer"]):
+            pass
+
+
+@pytest.mark.parametrize("bad, match", [
+    (torch.rand(3, 224, 224), r"\(N, 3, H, W\)"),
+    (torch.rand(1, 1, 224, 224), r"\(N, 3, H, W\)"),
+    (torch.rand(1, 3, 100, 100), "multiples of 32"),
+    (torch.rand(1, 3, 224, 224) * 255, r"\[0, 1\].*255"),
+    (torch.full((1, 3, 224, 224), float("nan")), "NaN"),
+])
+def test_bad_inputs_get_clear_errors(lite0, bad, match):
+    with pytest.raises(ValueError, match=match):
+        lite0(bad)
+
+
+def test_unknown_model_name():
+    with pytest.raises(ValueError, match=r"unknown model 'resnet5'.*efficientnet_lite0.*wrap_model"):
+        reprolab.load_model("resnet5")
+
+
+def test_online_model_offline_says_how_to_get_weights(monkeypatch, tmp_path):
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path))  # an empty weights cache
+    with pytest.raises(RuntimeError, match=r"offline and no cached weights: resnet50 needs .*download.pytorch.org.*copy the file"):
+        reprolab.load_model("resnet50", offline=True)
+
+
+def test_wrap_any_module(tiny_model):
+    assert tiny_model.num_classes == 10 and tiny_model.class_names[3] == "class_3"
+    assert tiny_model(torch.rand(2, 3, 32, 32)).shape == (2, 10)
+    assert tiny_model.conv_layers() == ["0"]
+    assert tiny_model.predict(torch.full((1, 3, 32, 32), 1 / 3)).item() == 3
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", reprolab.list_models("offline"))
+def test_offline_top1_on_the_imagenet_sample(name, data_dir):
+    """Each offline model must reach 85 % top-1 on the 500 real photos (measured: 88-90 %)."""
+    model = reprolab.load_model(name)
+    x, y = data.load_images(data_dir / "imagenet-sample", model.input_size, crop=model.crop)
+    top1 = reprolab.accuracy(reprolab.predict(model, x), y)
+    print(f"\n{name}: top-1 {top1:.1%} on {len(y)} imagenet-sample photos")
+    assert len(y) == 500
+    assert top1 >= 0.85, f"{name} top-1 {top1:.1%} < 85 %: preprocessing broken?"

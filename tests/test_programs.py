@@ -1,0 +1,44 @@
+import pytest
+import torch
+
+import reprolab
+from reprolab.programs import AdditivePerturbation
+
+
+@pytest.mark.parametrize("norm, param", [("inf", "tanh"), ("inf", "projected"), ("2", "projected")])
+def test_perturbation_bound_and_valid_range(norm, param):
+    p = AdditivePerturbation(32, eps=8 / 255, norm=norm, parametrization=param)
+    with torch.no_grad():
+        p.w.normal_(0, 5)
+    p.project_()
+    d = p.delta()
+    bound = d.abs().max() if norm == "inf" else d.norm()
+    assert bound <= 8 / 255 + 1e-6
+    out = p(torch.rand(4, 3, 32, 32))
+    assert out.min() >= 0 and out.max() <= 1
+
+
+def test_perturbation_resizes_for_other_input_sizes():
+    p = AdditivePerturbation(32, eps=0.1)
+    assert p(torch.rand(2, 3, 64, 64)).shape == (2, 3, 64, 64)
+
+
+@pytest.mark.parametrize("kw, match", [
+    (dict(eps=0), r"eps must be in \(0, 1\]"), (dict(eps=2.0), "10/255"),
+    (dict(eps=0.1, norm="1"), "unknown norm"), (dict(eps=0.1, norm="2"), "projected"),
+])
+def test_bad_program_arguments(kw, match):
+    with pytest.raises(ValueError, match=match):
+        AdditivePerturbation(32, **kw)
+
+
+def test_save_load_round_trip(tmp_path):
+    p = AdditivePerturbation(32, eps=0.1, norm="2", parametrization="projected")
+    with torch.no_grad():
+        p.w.uniform_(-0.01, 0.01)
+    reprolab.save_program(tmp_path / "p.safetensors", p, model="tiny", fooling_rate=0.5)
+    q, meta = reprolab.load_program(tmp_path / "p.safetensors")
+    assert isinstance(q, AdditivePerturbation) and q.norm == "2"
+    assert torch.equal(q.delta(), p.delta())
+    assert meta["model"] == "tiny" and meta["fooling_rate"] == 0.5
+    assert not list(tmp_path.glob(".*tmp"))  # no temporary file left behind
