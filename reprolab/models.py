@@ -93,7 +93,8 @@ class FrozenClassifier(nn.Module):
         class_names: one name per output logit.
         name: registry name (stored in artifacts).
         crop: centre-crop fraction used by the evaluation pipeline.
-        size_multiple: height and width must be multiples of this.
+        size_multiple: sizes other than the native one must be multiples of this
+            (EfficientNet-Lite's static 'same' padding is only right for such sizes).
 
     Shape:
         input ``(N, 3, H, W)`` in ``[0, 1]``; output ``(N, num_classes)`` logits.
@@ -134,10 +135,11 @@ class FrozenClassifier(nn.Module):
                 "add a batch dimension with x[None] or convert grayscale with x.expand(-1, 3, -1, -1)")
         h, w = x.shape[-2:]
         m = self.size_multiple
-        if h < 32 or w < 32 or h % m or w % m:
+        native = h == w == self.input_size
+        if not native and (h < 32 or w < 32 or h % m or w % m):
             raise ValueError(
-                f"{self.name} cannot take {h}x{w} images (sides must be >= 32 and multiples of "
-                f"{m}); its native size is {self.input_size}, use "
+                f"{self.name} cannot take {h}x{w} images (other than its native "
+                f"{self.input_size}x{self.input_size}, sides must be >= 32 and multiples of {m}); use "
                 "reprolab.data.resize_to(x, model.input_size)")
         if not torch.isfinite(x).all():
             raise ValueError("images contain NaN or infinite values; check the program or the data")

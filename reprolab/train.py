@@ -7,6 +7,7 @@ of metrics, deterministic seeding per step, and checkpoints that resume exactly.
 
 from __future__ import annotations
 
+import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -101,10 +102,21 @@ def _load_checkpoint(path: Path, program, optimizer) -> tuple[int, History]:
     return meta["step"], History.from_dict(meta["history"])
 
 
-def _progress(total: int, initial: int, enabled: bool, desc: str):
-    from tqdm.auto import tqdm
+PROGRESS_ENV = "REPROLAB_PROGRESS"
 
-    return tqdm(total=total, initial=initial, disable=not enabled, desc=desc, leave=True)
+
+def _progress(total: int, initial: int, enabled: bool, desc: str):
+    """A notebook-aware tqdm bar; ``$REPROLAB_PROGRESS`` = ``text`` or ``off`` overrides it.
+
+    Static builds (the book, papermill in CI) set ``off``: a widget bar has no kernel
+    there and would render as raw JSON.
+    """
+    mode = os.environ.get(PROGRESS_ENV, "auto")
+    if mode == "text":
+        from tqdm import tqdm
+    else:
+        from tqdm.auto import tqdm
+    return tqdm(total=total, initial=initial, disable=not enabled or mode == "off", desc=desc, leave=True)
 
 
 def fit(program: InputProgram, model: FrozenClassifier, objective: Callable, batches: Callable[[int], Batch],

@@ -11,6 +11,7 @@ import torch
 REPO = Path(__file__).resolve().parents[1]
 os.environ.setdefault("REPROLAB_DATA", str(REPO.parent / "shared" / "data"))
 os.environ["REPROLAB_OFFLINE"] = "1"
+os.environ["REPROLAB_PROGRESS"] = "off"  # papermill runs have no widget kernel
 torch.set_num_threads(max(1, min(4, os.cpu_count() or 1)))
 
 
