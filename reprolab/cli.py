@@ -36,6 +36,69 @@ def _cmd_top1(args) -> dict:
     return out
 
 
+def parse_eps(text: str) -> float:
+    """``"10/255"`` or ``"0.04"`` -> float; an error names the expected form.
+
+    >>> round(parse_eps("10/255"), 5)
+    0.03922
+    """
+    try:
+        num, _, den = text.partition("/")
+        value = float(num) / (float(den) if den else 1.0)
+    except (ValueError, ZeroDivisionError):
+        raise argparse.ArgumentTypeError(f"eps must be a number or a fraction like 10/255, got {text!r}")
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"eps must be > 0 (and <= 1 for L-inf) in [0, 1] pixel units, got {text}")
+    return value
+
+
+def _images_for(model, args, split):
+    return data.load_images(args.images, model.input_size, split=split, crop=model.crop, root=args.data_root)
+
+
+def _cmd_uap(args) -> dict:
+    from . import uap
+    from .programs import save_program
+
+    model = models.load_model(args.model, device=models.best_device())
+    x, _ = _images_for(model, args, args.split)  # labels are never used for crafting
+    t = time.perf_counter()
+    if args.method == "sgd":
+        program, history = uap.sgd_uap(model, x, args.eps, args.norm, steps=args.steps,
+                                       batch_size=args.batch_size, progress=not args.json)
+    else:
+        program, history = uap.deepfool_uap(model, x, args.eps, args.norm, max_passes=args.passes,
+                                            progress=not args.json)
+    seconds = time.perf_counter() - t
+    held = {}
+    if args.split == "craft":  # the rest of the folder was never seen: report there
+        hx, hy = _images_for(model, args, "heldout")
+        held = metrics.evaluate_perturbation(model, program, hx, hy)
+    out = {"out": str(args.out), "model": args.model, "method": args.method, "norm": args.norm,
+           "eps": args.eps, "crafting_images": len(x), "seconds": round(seconds, 1),
+           "crafting_fooling_rate": history.last().get("fooling_rate"), "heldout": held}
+    save_program(args.out, program, **out, history=history.to_dict())
+    if not args.json:
+        print(f"saved {args.out}; held-out: {held}")
+    return out
+
+
+def _cmd_evaluate(args) -> dict:
+    from .programs import load_program
+
+    program, meta = load_program(args.artifact)
+    name = args.model or meta.get("model")
+    if name is None:
+        raise ValueError(f"{args.artifact} does not name its model; pass --model")
+    model = models.load_model(name, device=models.best_device())
+    x, y = _images_for(model, args, args.split)
+    out = {"artifact": str(args.artifact), "model": name, "split": args.split,
+           **metrics.evaluate_perturbation(model, program.to(next(model.parameters()).device), x, y)}
+    if not args.json:
+        print(", ".join(f"{k}: {v:.3f}" if isinstance(v, float) else f"{k}: {v}" for k, v in out.items()))
+    return out
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="reprolab", description=__doc__)
     sub = p.add_subparsers(dest="command", required=True)
@@ -53,6 +116,25 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--images", default=None, help="folder with labels.csv (default: <data root>/imagenet-sample)")
     s.add_argument("--split", default="all", choices=["all", "craft", "heldout"])
     s.add_argument("--batch-size", type=int, default=64)
+
+    s = add("uap", _cmd_uap, "craft a universal adversarial perturbation from photos")
+    s.add_argument("--model", default=models.DEFAULT_MODEL)
+    s.add_argument("--method", choices=["sgd", "deepfool"], default="sgd")
+    s.add_argument("--norm", choices=["inf", "2"], default="inf")
+    s.add_argument("--eps", type=parse_eps, default=10 / 255, help="bound in [0, 1] units, e.g. 10/255")
+    s.add_argument("--images", default=None, help="photo folder (default: <data root>/imagenet-sample)")
+    s.add_argument("--split", default="craft", choices=["all", "craft", "heldout"],
+                   help="part of the folder to craft on (default: the crafting half)")
+    s.add_argument("--steps", type=int, default=300, help="SGD steps")
+    s.add_argument("--batch-size", type=int, default=32)
+    s.add_argument("--passes", type=int, default=5, help="DeepFool-UAP passes over the images")
+    s.add_argument("--out", required=True, help="output .safetensors file")
+
+    s = add("evaluate", _cmd_evaluate, "held-out metrics of a saved artifact")
+    s.add_argument("artifact")
+    s.add_argument("--model", default=None, help="default: the model named in the artifact")
+    s.add_argument("--images", default=None, help="photo folder (default: <data root>/imagenet-sample)")
+    s.add_argument("--split", default="heldout", choices=["all", "craft", "heldout"])
     return p
 
 

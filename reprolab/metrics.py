@@ -21,8 +21,8 @@ from .models import FrozenClassifier
 def accuracy(pred: torch.Tensor, y: torch.Tensor) -> float:
     """Fraction of ``pred == y``.
 
-    >>> accuracy(torch.tensor([1, 2, 3]), torch.tensor([1, 2, 0]))
-    0.6666666666666666
+    >>> accuracy(torch.tensor([1, 2, 3, 4]), torch.tensor([1, 2, 0, 4]))
+    0.75
     """
     if pred.shape != y.shape or len(y) == 0:
         raise ValueError(f"need two equal, non-empty shapes, got {tuple(pred.shape)} and {tuple(y.shape)}")
@@ -72,6 +72,21 @@ def evaluate_perturbation(model: FrozenClassifier, program, x: torch.Tensor, y: 
         out["clean_accuracy"] = accuracy(clean[known], y[known])
         out["error_rate"] = error_rate(adv[known], y[known])
     return out
+
+
+def fooling_curve(model: FrozenClassifier, program, x: torch.Tensor, y: torch.Tensor,
+                  eps_values: list[float], batch_size: int = 64) -> list[dict]:
+    """Held-out metrics of an additive program rescaled to each bound in ``eps_values``."""
+    return [{"eps": e, **evaluate_perturbation(model, program.scaled(e), x, y, batch_size)}
+            for e in eps_values]
+
+
+def dominant_labels(model: FrozenClassifier, program, x: torch.Tensor, k: int = 5) -> list[tuple[str, float]]:
+    """The ``k`` classes the program pushes images to most, with the fraction of images for each."""
+    pred = predict(model, x, program)
+    counts = torch.bincount(pred, minlength=model.num_classes).float() / len(pred)
+    top = counts.topk(k)
+    return [(model.class_names[i], v) for i, v in zip(top.indices.tolist(), top.values.tolist())]
 
 
 def transfer_matrix(programs: Mapping[str, object], models: Mapping[str, FrozenClassifier],

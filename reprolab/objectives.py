@@ -29,3 +29,32 @@ class Targeted(nn.Module):
         t = torch.full((len(x),), self.target, device=logits.device)
         loss = F.cross_entropy(logits.float(), t)
         return loss, {"target_rate": (logits.argmax(1) == t).float().mean().detach()}
+
+
+class Untargeted(nn.Module):
+    """Push every image away from its label ``y`` (use the *clean predictions* as ``y``).
+
+    Args:
+        loss: ``"clamped_ce"``: maximise ``min(CE(logits, y), clamp)`` (SGD-UAP, Shafahi
+            et al. 2020: images already fooled by a margin stop pulling on the
+            perturbation) or ``"margin"``: minimise ``max(z_y - max_{k != y} z_k, -clamp)``.
+        clamp: the cap, in nats for ``clamped_ce`` and in logits for ``margin``.
+
+    Logs ``fooling_rate`` (fraction of the batch whose prediction differs from ``y``).
+    """
+
+    def __init__(self, loss: str = "clamped_ce", clamp: float = 9.0):
+        super().__init__()
+        if loss not in ("clamped_ce", "margin"):
+            raise ValueError(f"unknown loss {loss!r}; use 'clamped_ce' or 'margin'")
+        self.loss, self.clamp = loss, float(clamp)
+
+    def forward(self, model, program, x, y):
+        logits = model(program(x)).float()
+        if self.loss == "clamped_ce":
+            loss = -F.cross_entropy(logits, y, reduction="none").clamp(max=self.clamp).mean()
+        else:
+            true = logits.gather(1, y[:, None]).squeeze(1)
+            other = logits.scatter(1, y[:, None], float("-inf")).amax(1)
+            loss = (true - other).clamp(min=-self.clamp).mean()
+        return loss, {"fooling_rate": (logits.argmax(1) != y).float().mean().detach()}

@@ -29,9 +29,10 @@ class InputProgram(nn.Module):
         """Enforce constraints in place after an optimiser step (default: none)."""
 
 
-def _check_eps(eps: float) -> float:
-    if not 0 < eps <= 1:
-        raise ValueError(f"eps must be in (0, 1] in [0, 1] pixel units, got {eps}; "
+def check_eps(eps: float, norm: str = "inf") -> float:
+    """``eps`` as a float if it is a valid bound: in (0, 1] for L-inf, > 0 for L2."""
+    if not eps > 0 or (norm == "inf" and eps > 1):
+        raise ValueError(f"eps must be in (0, 1] in [0, 1] pixel units (L2: > 0), got {eps}; "
                          "for 10 on the 0-255 scale pass 10/255")
     return float(eps)
 
@@ -60,7 +61,7 @@ class AdditivePerturbation(InputProgram):
             raise ValueError(f"unknown parametrization {parametrization!r}; use 'tanh' or 'projected'")
         if parametrization == "tanh" and norm != "inf":
             raise ValueError("the tanh parametrization bounds L-inf only; use parametrization='projected' for norm '2'")
-        self.config = dict(size=int(size), eps=_check_eps(eps), norm=norm, parametrization=parametrization)
+        self.config = dict(size=int(size), eps=check_eps(eps, norm), norm=norm, parametrization=parametrization)
         self.eps, self.norm, self.parametrization = self.config["eps"], norm, parametrization
         self.w = nn.Parameter(torch.zeros(1, 3, size, size))
 
@@ -76,6 +77,13 @@ class AdditivePerturbation(InputProgram):
             self.w.clamp_(-self.eps, self.eps)
         else:
             self.w.mul_((self.eps / self.w.norm().clamp_min(1e-12)).clamp(max=1.0))
+
+    @torch.no_grad()
+    def scaled(self, eps: float) -> "AdditivePerturbation":
+        """A copy whose ``delta`` is this one's times ``eps / self.eps`` (same direction, new bound)."""
+        out = AdditivePerturbation(self.config["size"], eps, self.norm, "projected").to(self.w.device)
+        out.w.copy_(self.delta() * (eps / self.eps))
+        return out
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         d = self.delta().to(x.dtype)
