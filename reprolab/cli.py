@@ -83,17 +83,44 @@ def _cmd_uap(args) -> dict:
     return out
 
 
+def _cmd_reprogram(args) -> dict:
+    from .programs import save_program
+    from .reprogram import reprogram, task_predict
+
+    model = models.load_model(args.model, device=models.best_device())
+    x, y = data.load_task(args.task, "train", root=args.data_root, download=args.download)
+    hx, hy = data.load_task(args.task, "heldout", root=args.data_root, download=args.download)
+    program, history = reprogram(model, x, y, n_task=data.TASKS[args.task], mapping=args.mapping, m=args.m,
+                                 steps=args.steps, batch_size=args.batch_size, lr=args.lr, size=args.size,
+                                 image_size=args.image_size, progress=not args.json,
+                                 log_every=max(1, args.steps // 20))
+    acc = metrics.accuracy(task_predict(model, program, hx), hy)
+    out = {"out": str(args.out), "model": args.model, "task": args.task, "mapping": args.mapping,
+           "steps": args.steps, "seconds": round(history.seconds, 1), "heldout_accuracy": acc, "n": len(hy)}
+    save_program(args.out, program, **out, history=history.to_dict())
+    if not args.json:
+        print(f"saved {args.out}; held-out accuracy {acc:.1%} on {len(hy)} {args.task} images")
+    return out
+
+
 def _cmd_evaluate(args) -> dict:
-    from .programs import load_program
+    from .programs import ReprogrammingFrame, load_program
+    from .reprogram import task_predict
 
     program, meta = load_program(args.artifact)
     name = args.model or meta.get("model")
     if name is None:
         raise ValueError(f"{args.artifact} does not name its model; pass --model")
     model = models.load_model(name, device=models.best_device())
-    x, y = _images_for(model, args, args.split)
-    out = {"artifact": str(args.artifact), "model": name, "split": args.split,
-           **metrics.evaluate_perturbation(model, program.to(next(model.parameters()).device), x, y)}
+    program = program.to(next(model.parameters()).device)
+    out = {"artifact": str(args.artifact), "model": name}
+    if isinstance(program, ReprogrammingFrame):
+        hx, hy = data.load_task(meta["task"], "heldout", root=args.data_root)
+        out.update(task=meta["task"], heldout_accuracy=metrics.accuracy(task_predict(model, program, hx), hy),
+                   n=len(hy))
+    else:
+        x, y = _images_for(model, args, args.split)
+        out.update(split=args.split, **metrics.evaluate_perturbation(model, program, x, y))
     if not args.json:
         print(", ".join(f"{k}: {v:.3f}" if isinstance(v, float) else f"{k}: {v}" for k, v in out.items()))
     return out
@@ -128,6 +155,19 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--steps", type=int, default=300, help="SGD steps")
     s.add_argument("--batch-size", type=int, default=32)
     s.add_argument("--passes", type=int, default=5, help="DeepFool-UAP passes over the images")
+    s.add_argument("--out", required=True, help="output .safetensors file")
+
+    s = add("reprogram", _cmd_reprogram, "reprogram the model to solve a small-image task")
+    s.add_argument("--model", default=models.DEFAULT_MODEL)
+    s.add_argument("--task", choices=list(data.TASKS), default="mnist")
+    s.add_argument("--mapping", choices=["first", "frequency", "iterative"], default="frequency")
+    s.add_argument("--m", type=int, default=1, help="ImageNet classes per task class")
+    s.add_argument("--steps", type=int, default=2000)
+    s.add_argument("--batch-size", type=int, default=32)
+    s.add_argument("--lr", type=float, default=0.05)
+    s.add_argument("--size", type=int, default=None, help="canvas side (default: the model's input size)")
+    s.add_argument("--image-size", type=int, default=None, help="side of the embedded image (default: size/3)")
+    s.add_argument("--download", action="store_true", help="online data (full MNIST, CIFAR-10)")
     s.add_argument("--out", required=True, help="output .safetensors file")
 
     s = add("evaluate", _cmd_evaluate, "held-out metrics of a saved artifact")

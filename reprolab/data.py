@@ -187,3 +187,29 @@ def resize_to(x: torch.Tensor, size: int) -> torch.Tensor:
     """Bilinearly resize a batch ``(N, C, H, W)`` to ``(N, C, size, size)``, kept in [0, 1]."""
     return F.interpolate(x, size=(size, size), mode="bilinear", align_corners=False,
                          antialias=True).clamp_(0, 1)
+
+
+TASKS = {"mnist": 10, "digits": 10, "squares": 10, "cifar10": 10}
+
+
+def load_task(name: str, split: str = "train", root=None, download: bool = False):
+    """A small-image task for reprogramming as ``(x, y)``: mnist, digits, squares or cifar10.
+
+    ``squares`` draws 8,000 training images (seed 0) or 2,000 held-out ones (seed 1).
+    ``cifar10`` needs ``download=True`` (torchvision; online only).
+    """
+    if name == "mnist":
+        return load_mnist(split, root=root, download=download)
+    if name == "digits":
+        return load_digits(split)
+    if name == "squares":
+        return counting_squares(8000, seed=0) if split == "train" else counting_squares(2000, seed=1)
+    if name == "cifar10":
+        if not download:
+            raise ValueError("cifar10 is online only: pass download=True (needs network access)")
+        from torchvision.datasets import CIFAR10
+
+        ds = CIFAR10(str(data_root(root) / "torchvision"), train=split == "train", download=True)
+        x = torch.from_numpy(ds.data).permute(0, 3, 1, 2).float().div_(255)
+        return x, torch.tensor(ds.targets, dtype=torch.int64)
+    raise ValueError(f"unknown task {name!r}; choose one of {', '.join(TASKS)}")

@@ -58,3 +58,20 @@ class Untargeted(nn.Module):
             other = logits.scatter(1, y[:, None], float("-inf")).amax(1)
             loss = (true - other).clamp(min=-self.clamp).mean()
         return loss, {"fooling_rate": (logits.argmax(1) != y).float().mean().detach()}
+
+
+class TaskCrossEntropy(nn.Module):
+    """Reprogramming: cross-entropy of the mapped task logits plus ``lam * ||W||^2``.
+
+    The program must provide ``map_logits`` (the label mapping) and a parameter ``W``.
+    Logs ``accuracy`` on the batch.
+    """
+
+    def __init__(self, lam: float = 1e-6):
+        super().__init__()
+        self.lam = float(lam)
+
+    def forward(self, model, program, x, y):
+        task_logits = program.map_logits(model(program(x)).float())
+        loss = F.cross_entropy(task_logits, y) + self.lam * program.W.pow(2).sum()
+        return loss, {"accuracy": (task_logits.argmax(1) == y).float().mean().detach()}

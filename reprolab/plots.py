@@ -50,3 +50,21 @@ def plot_history(history: History, keys: list[str] | None = None, title: str | N
         fig.suptitle(title)
     fig.tight_layout()
     return fig
+
+
+def plot_confusion(pred: torch.Tensor, y: torch.Tensor, n: int, title: str = "confusion matrix"):
+    """Row-normalised confusion matrix (rows: true class, columns: predicted). Returns the figure."""
+    cm = torch.zeros(n, n)
+    cm.index_put_((y.long(), pred.long()), torch.ones(len(y)), accumulate=True)
+    cm = cm / cm.sum(1, keepdim=True).clamp_min(1)
+    fig, ax = plt.subplots(figsize=(4.2, 3.8))
+    im = ax.imshow(cm, vmin=0, vmax=1, cmap="Blues")
+    ax.set(xlabel="predicted", ylabel="true", title=title, xticks=range(n), yticks=range(n))
+    for i in range(n):
+        for j in range(n):
+            if cm[i, j] >= 0.005:
+                ax.text(j, i, f"{cm[i, j]:.2f}"[1:] if cm[i, j] < 1 else "1", ha="center", va="center",
+                        fontsize=7, color="w" if cm[i, j] > 0.5 else "k")
+    fig.colorbar(im)
+    fig.tight_layout()
+    return fig

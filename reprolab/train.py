@@ -32,10 +32,12 @@ class TensorBatches:
         x: ``(N, ...)`` inputs; y: ``(N,)`` labels (or anything indexable alike).
         batch_size: images per step (clipped to N).
         device: where to keep the data (default: where ``x`` is).
+        transform: applied to each batch of inputs (e.g. :class:`reprolab.augment.RandomViews`);
+            :func:`fit` seeds every step, so its randomness is reproduced on resume.
     """
 
     def __init__(self, x: torch.Tensor, y: torch.Tensor, batch_size: int, seed: int = 0,
-                 device: torch.device | str | None = None):
+                 device: torch.device | str | None = None, transform: Callable | None = None):
         if len(x) == 0:
             raise ValueError("no training data: x is empty")
         if len(x) != len(y):
@@ -43,7 +45,7 @@ class TensorBatches:
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
         self.x, self.y = x.to(device), y.to(device)
-        self.batch_size, self.seed = min(batch_size, len(x)), seed
+        self.batch_size, self.seed, self.transform = min(batch_size, len(x)), seed, transform
         self.per_epoch = len(x) // self.batch_size
         self._epoch, self._perm = -1, None
 
@@ -53,7 +55,8 @@ class TensorBatches:
             g = torch.Generator().manual_seed(self.seed + epoch)
             self._epoch, self._perm = epoch, torch.randperm(len(self.x), generator=g).to(self.x.device)
         idx = self._perm[i * self.batch_size:(i + 1) * self.batch_size]
-        return self.x[idx], self.y[idx]
+        x = self.x[idx]
+        return (self.transform(x) if self.transform is not None else x), self.y[idx]
 
 
 @dataclass
@@ -65,12 +68,16 @@ class History:
     seconds: float = 0.0
 
     def log(self, step: int, values: dict[str, float]) -> None:
+        """Append one row; a metric missing from a row is NaN there, so lists stay aligned."""
+        for k in values:
+            self.metrics.setdefault(k, [float("nan")] * len(self.steps))
+        for k, column in self.metrics.items():
+            column.append(values.get(k, float("nan")))
         self.steps.append(step)
-        for k, v in values.items():
-            self.metrics.setdefault(k, []).append(v)
 
     def last(self) -> dict[str, float]:
-        return {k: v[-1] for k, v in self.metrics.items()}
+        """The latest logged value of each metric."""
+        return {k: next((x for x in reversed(v) if x == x), float("nan")) for k, v in self.metrics.items()}
 
     def to_dict(self) -> dict:
         return {"steps": self.steps, "metrics": self.metrics, "seconds": self.seconds}
@@ -123,7 +130,8 @@ def fit(program: InputProgram, model: FrozenClassifier, objective: Callable, bat
         steps: int, lr: float = 0.05, optimizer: Callable | None = None, seed: int = 0,
         amp: bool | None = None, log_every: int = 10, checkpoint: str | Path | None = None,
         checkpoint_every: int = 100, progress: bool = True, desc: str = "fit",
-        callback: Callable[[int, InputProgram], dict] | None = None) -> History:
+        callback: Callable[[int, InputProgram], dict] | None = None,
+        callback_every: int | None = None) -> History:
     """Train ``program`` so that ``objective(model, program, x, y)`` goes down.
 
     Args:
@@ -140,8 +148,10 @@ def fit(program: InputProgram, model: FrozenClassifier, objective: Callable, bat
         log_every: average the metrics over this many steps, then log them (one sync).
         checkpoint: a ``.safetensors`` path; if it exists the run resumes from it, and it
             is rewritten atomically every ``checkpoint_every`` steps and at the end.
-        callback: ``callback(step, program) -> dict`` called at log time; its values
-            (e.g. held-out accuracy) go into the history.
+        callback: ``callback(step, program) -> dict`` called every ``callback_every``
+            steps (default: ``log_every``); its values (e.g. held-out accuracy) go into
+            the history at the next log. It may also update the program (e.g. re-estimate
+            a label mapping), which then happens identically on resume.
 
     Returns:
         the :class:`History` of logged metrics (also stored in the checkpoint).
@@ -162,6 +172,8 @@ def fit(program: InputProgram, model: FrozenClassifier, objective: Callable, bat
     if checkpoint is not None and checkpoint.exists():
         start, history = _load_checkpoint(checkpoint, program, opt)
 
+    callback_every = callback_every or log_every
+    pending: dict[str, float] = {}
     sums: dict[str, torch.Tensor] = {}
     count, t0 = 0, time.perf_counter() - history.seconds
     checks = model.check_inputs
@@ -181,13 +193,14 @@ def fit(program: InputProgram, model: FrozenClassifier, objective: Callable, bat
                 sums[k] = sums.get(k, 0) + v.float()
             count += 1
             done = step + 1
+            if callback is not None and (done % callback_every == 0 or done == steps):
+                pending.update(callback(done, program))
             if done % log_every == 0 or done == steps:
                 values = {k: (v / count).item() for k, v in sums.items()}
                 if values["loss"] != values["loss"] or abs(values["loss"]) == float("inf"):
                     raise FloatingPointError(f"loss became {values['loss']} by step {done}; lower lr")
-                if callback is not None:
-                    values.update(callback(done, program))
-                history.log(done, values)
+                history.log(done, {**values, **pending})
+                pending = {}
                 bar.set_postfix({k: f"{v:.3g}" for k, v in values.items()}, refresh=False)
                 sums, count = {}, 0
             bar.update(1)

@@ -16,6 +16,7 @@ import time
 
 import torch
 
+from .augment import RandomViews
 from .metrics import predict
 from .models import FrozenClassifier
 from .objectives import Untargeted
@@ -25,7 +26,7 @@ from .train import History, TensorBatches, _progress, fit
 
 def sgd_uap(model: FrozenClassifier, x: torch.Tensor, eps: float = 10 / 255, norm: str = "inf",
             steps: int = 200, batch_size: int = 32, lr: float | None = None, loss: str = "clamped_ce",
-            seed: int = 0, progress: bool = True, **fit_kwargs) -> tuple[AdditivePerturbation, History]:
+            augment: bool = True, seed: int = 0, progress: bool = True, **fit_kwargs) -> tuple[AdditivePerturbation, History]:
     """Craft a universal perturbation by projected mini-batch gradient ascent.
 
     Args:
@@ -35,6 +36,11 @@ def sgd_uap(model: FrozenClassifier, x: torch.Tensor, eps: float = 10 / 255, nor
         norm: ``"inf"`` or ``"2"``.
         lr: Adam step size in pixel units (default ``eps / 10`` for L-inf; for L2, the
             same per-pixel step scaled by the image's side).
+        augment: show the model random crops and flips of the crafting photos
+            (:class:`~reprolab.augment.RandomViews`). With a few hundred photos this is what
+            makes the perturbation generalise: on efficientnet_lite0 with 250 photos at
+            10/255, our held-out fooling rate was 21 % without it (150 steps of 32) and
+            64 % with it after less compute (120 steps of 16).
         fit_kwargs: passed on to :func:`reprolab.fit` (checkpoint, callback, ...).
 
     Returns:
@@ -45,7 +51,8 @@ def sgd_uap(model: FrozenClassifier, x: torch.Tensor, eps: float = 10 / 255, nor
     if lr is None:
         lr = eps / 10 if norm == "inf" else eps / (10 * x.shape[-1])
     labels = predict(model, x)  # the clean predictions: fooling means changing them
-    batches = TensorBatches(x, labels, batch_size, seed=seed, device=device)
+    batches = TensorBatches(x, labels, batch_size, seed=seed, device=device,
+                            transform=RandomViews() if augment else None)
     history = fit(program, model, Untargeted(loss), batches, steps=steps, lr=lr, seed=seed,
                   progress=progress, desc=f"SGD-UAP {norm} eps={eps:.4g}", **fit_kwargs)
     return program, history

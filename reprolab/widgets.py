@@ -52,3 +52,52 @@ def uap_explorer(model, program, x: torch.Tensor, y: torch.Tensor, max_eps: floa
     slider.observe(redraw, names="value")
     redraw()
     return w.VBox([slider, out])
+
+
+def reprogram_view(model, program, x: torch.Tensor, y: torch.Tensor, index: int, k: int = 5):
+    """One held-out task image through the reprogrammed model: its input, top-k ImageNet classes.
+
+    Returns:
+        ``(figure, info)``; ``info`` has ``label``, ``prediction`` (mapped task class) and
+        ``top`` (the top-k ``(ImageNet name, probability)`` pairs).
+    """
+    device = next(model.parameters()).device
+    with torch.no_grad():
+        adv = program(x[index:index + 1].to(device))
+        logits = model(adv)
+        probs = logits.softmax(1)[0].cpu()
+        pred = int(program.map_logits(logits).argmax(1))
+    top = [(model.class_names[i], float(probs[i])) for i in probs.topk(k).indices.tolist()]
+    mapped = {int(c): t for t, row in enumerate(program.index.tolist()) for c in row}
+    fig, (a0, a1) = plt.subplots(1, 2, figsize=(7.5, 3), gridspec_kw={"width_ratios": [1, 1.4]})
+    a0.imshow(adv[0].permute(1, 2, 0).cpu().numpy())
+    a0.set_title(f"label {int(y[index])}, predicted {pred}")
+    a0.axis("off")
+    names = [f"{n[:22]}{' -> ' + str(mapped[model.class_names.index(n)]) if model.class_names.index(n) in mapped else ''}"
+             for n, _ in top]
+    a1.barh(range(k)[::-1], [p for _, p in top], color=["C1" if "->" in n else "C0" for n in names])
+    a1.set_yticks(range(k)[::-1], names, fontsize=8)
+    a1.set_xlabel("ImageNet probability")
+    a1.set_title("top ImageNet classes (orange: mapped)")
+    fig.tight_layout()
+    return fig, {"label": int(y[index]), "prediction": pred, "top": top}
+
+
+def reprogram_explorer(model, program, x: torch.Tensor, y: torch.Tensor):
+    """A slider over held-out task images that redraws :func:`reprogram_view`."""
+    import ipywidgets as w
+    from IPython.display import display
+
+    slider = w.IntSlider(value=0, min=0, max=len(x) - 1, description="image", continuous_update=False)
+    out = w.Output()
+
+    def redraw(change=None):
+        with out:
+            out.clear_output(wait=True)
+            fig, _ = reprogram_view(model, program, x, y, slider.value)
+            display(fig)
+            plt.close(fig)
+
+    slider.observe(redraw, names="value")
+    redraw()
+    return w.VBox([slider, out])

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import os
+import re
 import time
 from pathlib import Path
 
@@ -10,6 +10,13 @@ import pytest
 import yaml
 
 REPO = Path(__file__).resolve().parents[1]
+
+# What each chapter's quick mode must still show, read from its executed outputs.
+CHECKS = {
+    "02_reprogramming": (r"held-out MNIST accuracy ([\d.]+)%", lambda v: v > 60),  # chance: 10 %
+    "03_universal_perturbations": (r"noise: fooling rate ([\d.]+)%; SGD-UAP: ([\d.]+)%",
+                                   lambda noise, uap: uap > noise + 20),
+}
 
 
 def toc_chapters() -> list[Path]:
@@ -34,7 +41,15 @@ def test_chapter_runs_in_quick_mode(chapter, tmp_path, data_dir):
     src = tmp_path / f"{chapter.stem}.ipynb"
     jupytext.write(nb, src)
     t = time.perf_counter()
-    papermill.execute_notebook(str(src), str(tmp_path / f"{chapter.stem}.out.ipynb"), kernel_name="python3",
-                               parameters={"quick": True, "data_root": str(data_dir)},
-                               cwd=str(chapter.parent), progress_bar=False)
+    out = papermill.execute_notebook(str(src), str(tmp_path / f"{chapter.stem}.out.ipynb"), kernel_name="python3",
+                                     parameters={"quick": True, "data_root": str(data_dir)},
+                                     cwd=str(chapter.parent), progress_bar=False)
     print(f"\n{chapter.stem}: quick mode ran in {time.perf_counter() - t:.0f} s")
+    if chapter.stem in CHECKS:
+        pattern, ok = CHECKS[chapter.stem]
+        text = "".join(o.get("text", "") for c in out["cells"] for o in c.get("outputs", []))
+        found = re.search(pattern, text)
+        assert found, f"{chapter.stem} printed nothing matching {pattern!r}"
+        values = [float(v) for v in found.groups()]
+        print(f"{chapter.stem}: {found.group(0)}")
+        assert ok(*values), f"{chapter.stem} quick mode did not learn enough: {found.group(0)}"

@@ -1,0 +1,39 @@
+"""Shared bits of the benchmark scripts: provenance of a result file, and writing it."""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import subprocess
+import sys
+from pathlib import Path
+
+import torch
+
+RESULTS = Path(__file__).resolve().parent / "results"
+
+
+def device_name() -> str:
+    if torch.cuda.is_available():
+        return torch.cuda.get_device_name().replace(" ", "-")
+    return f"cpu-{os.cpu_count()}core"
+
+
+def provenance() -> dict:
+    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
+                            cwd=RESULTS.parent).stdout.strip()
+    return {"command": " ".join([Path(sys.executable).name, *sys.argv]), "commit": commit,
+            "device": device_name(), "cpu": platform.processor() or platform.machine(),
+            "torch": torch.__version__, "threads": torch.get_num_threads()}
+
+
+def write(name: str, result: dict) -> Path:
+    """Write ``results/<name>-<device>.json`` atomically and print where."""
+    from reprolab.artifacts import atomic_write
+
+    path = RESULTS / f"{name}-{device_name()}.json"
+    text = json.dumps({**provenance(), **result}, indent=2)
+    atomic_write(path, lambda tmp: Path(tmp).write_text(text + "\n"))
+    print(f"wrote {path}")
+    return path

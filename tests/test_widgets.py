@@ -1,0 +1,48 @@
+"""Widget callbacks are plain functions: call them and check what they render."""
+
+import matplotlib
+
+matplotlib.use("Agg")
+
+import torch
+
+import reprolab
+from reprolab import widgets
+from reprolab.programs import ReprogrammingFrame
+
+
+def _uap(eps=0.2):
+    p = reprolab.AdditivePerturbation(32, eps=eps, parametrization="projected")
+    with torch.no_grad():
+        p.w.fill_(eps)  # brighter by eps: the brightness model's class goes up
+    return p
+
+
+def test_uap_scale_view_rescales_and_reports(tiny_model):
+    x, y = torch.full((6, 3, 32, 32), 0.3), torch.full((6,), 3)
+    fig, m = widgets.uap_scale_view(tiny_model, _uap(), x, y, eps=0.2, n_show=3)
+    assert len(fig.axes) == 4 and "delta, eps=51.0/255" in fig.axes[0].get_title()
+    assert m["eps"] == 0.2 and m["fooling_rate"] == 1.0  # 0.3 + 0.2 = 0.5: class 3 -> 4 or 5
+    _, small = widgets.uap_scale_view(tiny_model, _uap(), x, y, eps=0.01)
+    assert small["fooling_rate"] == 0.0  # 0.31 is still class 3
+
+
+def test_uap_explorer_slider_redraws(tiny_model):
+    x, y = torch.full((4, 3, 32, 32), 0.3), torch.full((4,), 3)
+    box = widgets.uap_explorer(tiny_model, _uap(), x, y, max_eps=0.3)
+    slider, out = box.children
+    before = len(out.outputs)
+    slider.value = 2.0
+    assert slider.description == "eps x 255" and len(out.outputs) >= before >= 0
+
+
+def test_reprogram_view_shows_mapped_prediction(tiny_model):
+    program = ReprogrammingFrame(32, 32, n_task=10)  # identity mapping, no frame
+    x = (torch.arange(10).float() / 9).view(-1, 1, 1, 1).expand(-1, 1, 8, 8).clone()
+    y = torch.arange(10)
+    fig, info = widgets.reprogram_view(tiny_model, program, x, y, index=7, k=3)
+    assert info["label"] == 7 and info["prediction"] == 7
+    assert info["top"][0][0] == "class_7" and len(info["top"]) == 3
+    assert "predicted 7" in fig.axes[0].get_title()
+    box = widgets.reprogram_explorer(tiny_model, program, x, y)
+    box.children[0].value = 3
