@@ -10,6 +10,7 @@ export REPROLAB_DATA ?= $(abspath ../shared/data)
 export REPROLAB_OFFLINE ?= 1
 # static builds have no widget kernel: no notebook progress bars there
 export REPROLAB_PROGRESS ?= off
+export REPROLAB_STATIC ?= 1
 
 .PHONY: install test book clean
 

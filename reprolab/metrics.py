@@ -59,12 +59,13 @@ def predict(model: FrozenClassifier, x: torch.Tensor, program=None, batch_size: 
 
 
 def evaluate_perturbation(model: FrozenClassifier, program, x: torch.Tensor, y: torch.Tensor,
-                          batch_size: int = 64) -> dict:
+                          batch_size: int = 64, clean: torch.Tensor | None = None) -> dict:
     """Clean accuracy, fooling rate and error rate of ``program`` on held-out ``(x, y)``.
 
-    Labels of ``-1`` (unknown) are left out of accuracy and error rate.
+    Labels of ``-1`` (unknown) are left out of accuracy and error rate. Pass the clean
+    predictions as ``clean`` when evaluating several programs on the same images.
     """
-    clean = predict(model, x, batch_size=batch_size)
+    clean = predict(model, x, batch_size=batch_size) if clean is None else clean
     adv = predict(model, x, program, batch_size=batch_size)
     known = y >= 0
     out = {"fooling_rate": fooling_rate(clean, adv), "n": len(y)}
@@ -77,7 +78,8 @@ def evaluate_perturbation(model: FrozenClassifier, program, x: torch.Tensor, y: 
 def fooling_curve(model: FrozenClassifier, program, x: torch.Tensor, y: torch.Tensor,
                   eps_values: list[float], batch_size: int = 64) -> list[dict]:
     """Held-out metrics of an additive program rescaled to each bound in ``eps_values``."""
-    return [{"eps": e, **evaluate_perturbation(model, program.scaled(e), x, y, batch_size)}
+    clean = predict(model, x, batch_size=batch_size)
+    return [{"eps": e, **evaluate_perturbation(model, program.scaled(e), x, y, batch_size, clean)}
             for e in eps_values]
 
 
@@ -104,9 +106,10 @@ def transfer_matrix(programs: Mapping[str, object], models: Mapping[str, FrozenC
     """
     cols = list(models)
     held = {name: images(m) for name, m in models.items()}
+    clean = {name: predict(models[name], held[name][0]) for name in cols}
     m = torch.zeros(len(programs), len(cols))
     for i, program in enumerate(programs.values()):
         for j, name in enumerate(cols):
             x, y = held[name]
-            m[i, j] = evaluate_perturbation(models[name], program, x, y)[metric]
+            m[i, j] = evaluate_perturbation(models[name], program, x, y, clean=clean[name])[metric]
     return list(programs), cols, m

@@ -112,7 +112,7 @@ def _load_checkpoint(path: Path, program, optimizer) -> tuple[int, History]:
 PROGRESS_ENV = "REPROLAB_PROGRESS"
 
 
-def _progress(total: int, initial: int, enabled: bool, desc: str):
+def progress_bar(total: int, initial: int, enabled: bool, desc: str):
     """A notebook-aware tqdm bar; ``$REPROLAB_PROGRESS`` = ``text`` or ``off`` overrides it.
 
     Static builds (the book, papermill in CI) set ``off``: a widget bar has no kernel
@@ -177,7 +177,7 @@ def fit(program: InputProgram, model: FrozenClassifier, objective: Callable, bat
     sums: dict[str, torch.Tensor] = {}
     count, t0 = 0, time.perf_counter() - history.seconds
     checks = model.check_inputs
-    bar = _progress(steps, start, progress, desc)
+    bar = progress_bar(steps, start, progress, desc)
     try:
         for step in range(start, steps):
             torch.manual_seed(seed + step)

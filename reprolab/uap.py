@@ -21,7 +21,7 @@ from .metrics import predict
 from .models import FrozenClassifier
 from .objectives import Untargeted
 from .programs import AdditivePerturbation
-from .train import History, TensorBatches, _progress, fit
+from .train import History, TensorBatches, progress_bar, fit
 
 
 def sgd_uap(model: FrozenClassifier, x: torch.Tensor, eps: float = 10 / 255, norm: str = "inf",
@@ -125,7 +125,7 @@ def deepfool_uap(model: FrozenClassifier, x: torch.Tensor, eps: float = 10 / 255
     clean = predict(model, x)
     history = History()
     g = torch.Generator().manual_seed(0)
-    bar = _progress(max_passes * len(x), 0, progress, f"DeepFool-UAP {norm} eps={eps:.4g}")
+    bar = progress_bar(max_passes * len(x), 0, progress, f"DeepFool-UAP {norm} eps={eps:.4g}")
     v = program.w.data
     t0 = time.perf_counter()
     for p in range(max_passes):

@@ -4,11 +4,30 @@ and the static book can show the same figure for the default values."""
 
 from __future__ import annotations
 
+import os
+
 import matplotlib.pyplot as plt
 import torch
 
 from . import plots
 from .metrics import evaluate_perturbation
+
+
+STATIC_ENV = "REPROLAB_STATIC"
+
+
+def live() -> bool:
+    """False in static builds (``$REPROLAB_STATIC=1``: the book, papermill in the tests).
+
+    There a widget has no kernel to talk to, and an Output widget can stall nbclient;
+    the chapters show the same view as a static figure next to each widget.
+    """
+    return os.environ.get(STATIC_ENV, "0") in ("", "0")
+
+
+def _static_note():
+    print("(interactive widget: run this notebook with a live kernel, e.g. in Colab; "
+          "the figure below shows the default view)")
 
 
 def uap_scale_view(model, program, x: torch.Tensor, y: torch.Tensor, eps: float, n_show: int = 4):
@@ -35,6 +54,8 @@ def uap_scale_view(model, program, x: torch.Tensor, y: torch.Tensor, eps: float,
 
 def uap_explorer(model, program, x: torch.Tensor, y: torch.Tensor, max_eps: float = 20 / 255):
     """A slider over the bound eps (in 0-255 units) that redraws :func:`uap_scale_view`."""
+    if not live():
+        return _static_note()
     import ipywidgets as w
     from IPython.display import display
 
@@ -85,6 +106,8 @@ def reprogram_view(model, program, x: torch.Tensor, y: torch.Tensor, index: int,
 
 def reprogram_explorer(model, program, x: torch.Tensor, y: torch.Tensor):
     """A slider over held-out task images that redraws :func:`reprogram_view`."""
+    if not live():
+        return _static_note()
     import ipywidgets as w
     from IPython.display import display
 

@@ -12,6 +12,7 @@ REPO = Path(__file__).resolve().parents[1]
 os.environ.setdefault("REPROLAB_DATA", str(REPO.parent / "shared" / "data"))
 os.environ["REPROLAB_OFFLINE"] = "1"
 os.environ["REPROLAB_PROGRESS"] = "off"  # papermill runs have no widget kernel
+os.environ["REPROLAB_STATIC"] = "1"  # nor live widgets: chapters show static figures
 torch.set_num_threads(max(1, min(4, os.cpu_count() or 1)))
 
 

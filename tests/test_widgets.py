@@ -4,6 +4,7 @@ import matplotlib
 
 matplotlib.use("Agg")
 
+import pytest
 import torch
 
 import reprolab
@@ -27,7 +28,18 @@ def test_uap_scale_view_rescales_and_reports(tiny_model):
     assert small["fooling_rate"] == 0.0  # 0.31 is still class 3
 
 
-def test_uap_explorer_slider_redraws(tiny_model):
+@pytest.fixture
+def live(monkeypatch):
+    monkeypatch.setenv("REPROLAB_STATIC", "0")
+
+
+def test_static_builds_get_a_note_not_a_widget(tiny_model, capsys):
+    x, y = torch.full((4, 3, 32, 32), 0.3), torch.full((4,), 3)
+    assert widgets.uap_explorer(tiny_model, _uap(), x, y) is None
+    assert "live kernel" in capsys.readouterr().out
+
+
+def test_uap_explorer_slider_redraws(tiny_model, live):
     x, y = torch.full((4, 3, 32, 32), 0.3), torch.full((4,), 3)
     box = widgets.uap_explorer(tiny_model, _uap(), x, y, max_eps=0.3)
     slider, out = box.children
@@ -36,7 +48,7 @@ def test_uap_explorer_slider_redraws(tiny_model):
     assert slider.description == "eps x 255" and len(out.outputs) >= before >= 0
 
 
-def test_reprogram_view_shows_mapped_prediction(tiny_model):
+def test_reprogram_view_shows_mapped_prediction(tiny_model, live):
     program = ReprogrammingFrame(32, 32, n_task=10)  # identity mapping, no frame
     x = (torch.arange(10).float() / 9).view(-1, 1, 1, 1).expand(-1, 1, 8, 8).clone()
     y = torch.arange(10)
