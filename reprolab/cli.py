@@ -8,6 +8,7 @@ import sys
 import time
 
 from . import data, metrics, models
+from .reprogram import MAPPINGS
 
 
 def _cmd_models(args) -> dict:
@@ -160,7 +161,7 @@ def build_parser() -> argparse.ArgumentParser:
     s = add("reprogram", _cmd_reprogram, "reprogram the model to solve a small-image task")
     s.add_argument("--model", default=models.DEFAULT_MODEL)
     s.add_argument("--task", choices=list(data.TASKS), default="mnist")
-    s.add_argument("--mapping", choices=["first", "frequency", "iterative"], default="frequency")
+    s.add_argument("--mapping", choices=list(MAPPINGS), default="frequency")
     s.add_argument("--m", type=int, default=1, help="ImageNet classes per task class")
     s.add_argument("--steps", type=int, default=2000)
     s.add_argument("--batch-size", type=int, default=32)

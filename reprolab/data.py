@@ -57,6 +57,7 @@ def load_mnist(split: str = "train", root=None, download: bool = False):
     if download:
         from torchvision.datasets import MNIST
 
+        # online only: the caller asked for download=True
         ds = MNIST(str(data_root(root) / "torchvision"), train=train, download=True)
         x, y = ds.data.numpy(), ds.targets.numpy()
     else:

@@ -101,10 +101,6 @@ def deepfool(model: FrozenClassifier, x: torch.Tensor, num_classes: int = 10, ov
     return (1 + overshoot) * r_total
 
 
-def _project(v: torch.Tensor, eps: float, norm: str) -> torch.Tensor:
-    return v.clamp(-eps, eps) if norm == "inf" else v * (eps / v.norm().clamp_min(1e-12)).clamp(max=1.0)
-
-
 def deepfool_uap(model: FrozenClassifier, x: torch.Tensor, eps: float = 10 / 255, norm: str = "inf",
                  target_fooling: float = 0.8, max_passes: int = 5, batch_size: int = 16,
                  num_classes: int = 10, overshoot: float = 0.02, max_iter: int = 50,
@@ -126,21 +122,21 @@ def deepfool_uap(model: FrozenClassifier, x: torch.Tensor, eps: float = 10 / 255
     history = History()
     g = torch.Generator().manual_seed(0)
     bar = progress_bar(max_passes * len(x), 0, progress, f"DeepFool-UAP {norm} eps={eps:.4g}")
-    v = program.w.data
     t0 = time.perf_counter()
     for p in range(max_passes):
         for idx in torch.randperm(len(x), generator=g).split(batch_size):
             xb = x[idx].to(device)
             with torch.no_grad():
-                fooled = model(program(xb)).argmax(1).cpu() != clean[idx]
-            todo = (~fooled).nonzero().squeeze(1)
+                adv = program(xb)
+                todo = (model(adv).argmax(1).cpu() == clean[idx]).nonzero().squeeze(1)
             if len(todo):
-                xv = program(xb[todo]).detach()
-                # L2 DeepFool steps for either ball, as in the reference code; the projection
-                # below enforces the chosen norm.
-                r = deepfool(model, xv, num_classes, overshoot, max_iter, norm="2")
+                # L2 DeepFool steps for either ball, as in the reference code; the program's
+                # projection enforces the chosen norm after each one.
+                r = deepfool(model, adv[todo], num_classes, overshoot, max_iter, norm="2")
                 for ri in r:
-                    v.copy_(_project(v + ri[None], eps, norm))
+                    with torch.no_grad():
+                        program.w.add_(ri[None])
+                    program.project_()
             bar.update(len(idx))
         rate = 1 - (predict(model, x, program) == clean).float().mean().item()
         history.log((p + 1) * len(x), {"fooling_rate": rate})
