@@ -12,7 +12,7 @@ export REPROLAB_OFFLINE ?= 1
 export REPROLAB_PROGRESS ?= off
 export REPROLAB_STATIC ?= 1
 
-.PHONY: install test book clean
+.PHONY: install test book notebooks clean
 
 install: $(VENV)/.installed
 
@@ -28,6 +28,10 @@ test: install
 
 book: install
 	$(VENV)/bin/jupyter-book build . --all
+
+# the Colab copies of the chapters (a test fails when one is out of date with its source)
+notebooks: install
+	$(PY) tools/notebooks.py
 
 clean:
 	rm -rf _build

@@ -66,7 +66,7 @@ def _cmd_uap(args) -> dict:
     t = time.perf_counter()
     if args.method == "sgd":
         program, history = uap.sgd_uap(model, x, args.eps, args.norm, steps=args.steps,
-                                       batch_size=args.batch_size, progress=not args.json)
+                                       batch_size=args.batch_size, schedule=args.schedule, progress=not args.json)
     else:
         program, history = uap.deepfool_uap(model, x, args.eps, args.norm, max_passes=args.passes,
                                             progress=not args.json)
@@ -104,10 +104,74 @@ def _cmd_reprogram(args) -> dict:
     return out
 
 
+def _cmd_datafree(args) -> dict:
+    from .datafree import datafree_uap
+    from .programs import save_program
+
+    model = models.load_model(args.model, device=models.best_device())
+    x = _images_for(model, args, args.split)[0] if args.prior == "data" else None  # images, never labels
+    layers = None if args.layers == "blocks" else (model.conv_layers() if args.layers == "conv"
+                                                   else args.layers.split(","))
+    t = time.perf_counter()
+    program, history = datafree_uap(model, args.prior, x, args.eps, steps=args.steps, batch_size=args.batch_size,
+                                    layers=layers, stat=args.stat, halve_at=args.halve_at, progress=not args.json)
+    seconds = time.perf_counter() - t
+    hx, hy = _images_for(model, args, "heldout")
+    out = {"out": str(args.out), "model": args.model, "method": "datafree", "prior": args.prior, "stat": args.stat,
+           "eps": args.eps, "steps": args.steps, "seconds": round(seconds, 1),
+           "heldout": metrics.evaluate_perturbation(model, program, hx, hy)}
+    save_program(args.out, program, **out, history=history.to_dict())
+    if not args.json:
+        print(f"saved {args.out}; held-out: {out['heldout']}")
+    return out
+
+
+def _cmd_gallery(args) -> dict:
+    from .gallery import build_gallery, parse_classes
+
+    model = models.load_model(args.model, device=models.best_device())
+    classes = parse_classes(args.classes, model.class_names)
+    x, _ = _images_for(model, args, "craft")
+    hx, _ = _images_for(model, args, "heldout")
+    t = time.perf_counter()
+    index = build_gallery(model, x, classes, args.out, eps=args.eps, steps=args.steps, batch_size=args.batch_size,
+                          classes_per_run=args.classes_per_run, heldout=hx, progress=not args.json)
+    done = [index["classes"][str(c)] for c in classes]
+    out = {"out": str(args.out), "model": args.model, "classes": len(done), "seconds": round(time.perf_counter() - t, 1),
+           "mean_target_success": sum(e["target_success"] for e in done) / len(done)}
+    if not args.json:
+        print(f"gallery in {args.out}: {len(done)} classes, mean held-out target success "
+              f"{out['mean_target_success']:.1%}")
+    return out
+
+
+def _evaluate_gallery(args) -> dict:
+    from .gallery import load_gallery
+
+    ids, program, index = load_gallery(args.artifact)
+    name = args.model or index["settings"]["model"]
+    model = models.load_model(name, device=models.best_device())
+    x, _ = _images_for(model, args, args.split)
+    rates = metrics.targeted_success(model, program.to(model.mean.device), x, ids)
+    per_class = [{"id": c, "name": model.class_names[c], "target_success": s, "target_prob": p}
+                 for c, s, p in zip(ids, rates["per_class"], rates["per_class_prob"])]
+    out = {"artifact": str(args.artifact), "model": name, "split": args.split, "n": rates["n"],
+           "target_success": rates["target_success"], "target_prob": rates["target_prob"], "per_class": per_class}
+    if not args.json:
+        for r in per_class:
+            print(f"{r['id']:>4} {r['name'][:30]:<30} success {r['target_success']:.1%}")
+        print(f"mean target success {out['target_success']:.1%} on {out['n']} {args.split} images")
+    return out
+
+
 def _cmd_evaluate(args) -> dict:
+    from pathlib import Path
+
     from .programs import ReprogrammingFrame, load_program
     from .reprogram import task_predict
 
+    if Path(args.artifact).is_dir():
+        return _evaluate_gallery(args)
     program, meta = load_program(args.artifact)
     name = args.model or meta.get("model")
     if name is None:
@@ -155,6 +219,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="part of the folder to craft on (default: the crafting half)")
     s.add_argument("--steps", type=int, default=300, help="SGD steps")
     s.add_argument("--batch-size", type=int, default=32)
+    s.add_argument("--schedule", choices=["constant", "cosine"], default="constant", help="SGD learning-rate schedule")
     s.add_argument("--passes", type=int, default=5, help="DeepFool-UAP passes over the images")
     s.add_argument("--out", required=True, help="output .safetensors file")
 
@@ -171,7 +236,35 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--download", action="store_true", help="online data (full MNIST, CIFAR-10)")
     s.add_argument("--out", required=True, help="output .safetensors file")
 
-    s = add("evaluate", _cmd_evaluate, "held-out metrics of a saved artifact")
+    s = add("datafree", _cmd_datafree, "craft a universal perturbation without data (GD-UAP / FFF)")
+    s.add_argument("--model", default=models.DEFAULT_MODEL)
+    s.add_argument("--prior", choices=["none", "range", "data"], default="none")
+    s.add_argument("--eps", type=parse_eps, default=10 / 255, help="L-inf bound in [0, 1] units, e.g. 10/255")
+    s.add_argument("--images", default=None, help="photo folder for the data prior and the held-out report "
+                   "(default: <data root>/imagenet-sample)")
+    s.add_argument("--split", default="craft", choices=["all", "craft", "heldout"],
+                   help="part of the folder the data prior uses (default: the crafting half)")
+    s.add_argument("--steps", type=int, default=300)
+    s.add_argument("--batch-size", type=int, default=16)
+    s.add_argument("--layers", default="blocks",
+                   help="'blocks' (default), 'conv' (every convolution) or comma-separated layer names")
+    s.add_argument("--stat", choices=["l2", "mean_abs"], default="l2", help="l2: GD-UAP, mean_abs: FFF")
+    s.add_argument("--halve-at", type=float, default=None,
+                   help="halve the perturbation when this fraction of it sits at the bound (off by default)")
+    s.add_argument("--out", required=True, help="output .safetensors file")
+
+    s = add("gallery", _cmd_gallery, "targeted universal images, one per class, resumable")
+    s.add_argument("--model", default=models.DEFAULT_MODEL)
+    s.add_argument("--classes", default="33,288,664,978,96,78",
+                   help="'all', ids or names separated by commas, or a .txt file with one per line")
+    s.add_argument("--images", default=None, help="photo folder: crafts on its crafting half, reports on the rest")
+    s.add_argument("--eps", type=parse_eps, default=64 / 255, help="L-inf bound in [0, 1] units")
+    s.add_argument("--steps", type=int, default=200)
+    s.add_argument("--batch-size", type=int, default=4, help="images per step, shared by the classes of a run")
+    s.add_argument("--classes-per-run", type=int, default=10)
+    s.add_argument("--out", required=True, help="output folder (rerun the same command to resume)")
+
+    s = add("evaluate", _cmd_evaluate, "held-out metrics of a saved artifact or gallery folder")
     s.add_argument("artifact")
     s.add_argument("--model", default=None, help="default: the model named in the artifact")
     s.add_argument("--images", default=None, help="photo folder (default: <data root>/imagenet-sample)")

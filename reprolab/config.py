@@ -32,3 +32,20 @@ def require(path: Path, what: str) -> Path:
             "or use the online path (download=True) where you have network access."
         )
     return path
+
+
+def in_colab() -> bool:
+    """True inside Google Colab."""
+    import sys
+
+    return "google.colab" in sys.modules
+
+
+def resolve_online(online: bool | None) -> bool:
+    """A chapter's ``online`` parameter: ``None`` means on in Colab, off elsewhere.
+
+    ``$REPROLAB_OFFLINE=1`` (the tests, CI, the offline book build) always means off.
+    """
+    if os.environ.get("REPROLAB_OFFLINE", "0") not in ("", "0"):
+        return False
+    return in_colab() if online is None else bool(online)

@@ -113,3 +113,47 @@ def transfer_matrix(programs: Mapping[str, object], models: Mapping[str, FrozenC
             x, y = held[name]
             m[i, j] = evaluate_perturbation(models[name], program, x, y, clean=clean[name])[metric]
     return list(programs), cols, m
+
+
+@torch.no_grad()
+def targeted_success(model: FrozenClassifier, program, x: torch.Tensor, targets: list[int],
+                     batch_size: int = 64) -> dict:
+    """How often each of a program's perturbations makes ``model`` answer its target.
+
+    Args:
+        program: an :class:`~reprolab.programs.AdditivePerturbation` with
+            ``n = len(targets)`` perturbations (``delta[k]`` aims at ``targets[k]``).
+        x: held-out images ``(N, 3, S, S)``.
+
+    Returns:
+        ``target_success`` (mean over classes of the fraction whose top-1 is the target),
+        ``target_prob`` (mean target probability), their ``per_class`` lists and ``n``.
+    """
+    if len(targets) != len(program.w):
+        raise ValueError(f"{len(targets)} targets for a program with {len(program.w)} perturbations")
+    device = next(model.parameters()).device
+    success, prob = [], []
+    for k, t in enumerate(targets):
+        single = program.select(k)
+        p = torch.cat([model(single(b.to(device))).float().softmax(1).cpu() for b in x.split(batch_size)])
+        success.append((p.argmax(1) == t).float().mean().item())
+        prob.append(p[:, t].mean().item())
+    return {"target_success": sum(success) / len(success), "target_prob": sum(prob) / len(prob),
+            "per_class": success, "per_class_prob": prob, "n": len(x)}
+
+
+def miou(pred: torch.Tensor, ref: torch.Tensor, num_classes: int) -> float:
+    """Mean intersection-over-union of two label maps, over the classes present in either.
+
+    Used to compare a segmentation of perturbed images with that of clean ones.
+
+    >>> round(miou(torch.tensor([[0, 0, 1, 1]]), torch.tensor([[0, 1, 1, 1]]), 2), 4)
+    0.5833
+    """
+    if pred.shape != ref.shape:
+        raise ValueError(f"label maps differ in shape: {tuple(pred.shape)} vs {tuple(ref.shape)}")
+    p, r = pred.flatten().long(), ref.flatten().long()
+    inter = torch.bincount(p[p == r], minlength=num_classes).float()
+    union = torch.bincount(p, minlength=num_classes) + torch.bincount(r, minlength=num_classes) - inter
+    present = union > 0
+    return (inter[present] / union[present]).mean().item()

@@ -163,6 +163,31 @@ class FrozenClassifier(nn.Module):
         """Names (as in ``net.named_modules()``) of every ``nn.Conv2d`` inside, input to output."""
         return [n for n, mod in self.net.named_modules() if isinstance(mod, nn.Conv2d)]
 
+    def block_layers(self) -> list[str]:
+        """Names of the network's blocks (residual / MBConv units), input to output.
+
+        A block is an outermost module that sits in an ``nn.Sequential`` or
+        ``nn.ModuleList`` and holds at least two convolutions: the 16 ``_blocks.i`` of
+        EfficientNet-Lite0, the bottlenecks of a ResNet. Plain stacks with no such units
+        (VGG) fall back to :meth:`conv_layers`.
+
+        >>> block = lambda: nn.Sequential(nn.Conv2d(3, 3, 1), nn.ReLU(), nn.Conv2d(3, 3, 1))
+        >>> wrap_model(nn.Sequential(block(), block(), nn.Flatten())).block_layers()
+        ['0', '1']
+        """
+        containers = (nn.Sequential, nn.ModuleList)
+        found: list[str] = []
+        for parent_name, parent in self.net.named_modules():
+            if not isinstance(parent, containers):
+                continue
+            for child_name, child in parent.named_children():
+                name = f"{parent_name}.{child_name}" if parent_name else child_name
+                convs = sum(isinstance(m, nn.Conv2d) for m in child.modules())
+                # named_modules() is pre-order, so an enclosing block is always found first
+                if convs >= 2 and not any(name.startswith(f + ".") for f in found):
+                    found.append(name)
+        return found or self.conv_layers()
+
     @contextlib.contextmanager
     def record(self, layers: list[str]) -> Iterator[dict[str, torch.Tensor]]:
         """Record the outputs of the named layers during forward passes.

@@ -68,3 +68,62 @@ def plot_confusion(pred: torch.Tensor, y: torch.Tensor, n: int, title: str = "co
     fig.colorbar(im)
     fig.tight_layout()
     return fig
+
+
+def gallery_grid(gallery_dir, ids: list[int] | None = None, ncols: int = 3, size: float = 3.2):
+    """The saved gallery images (change | grey + change) with class names and success. Returns the figure."""
+    import json
+    from pathlib import Path
+
+    from PIL import Image
+
+    index = json.loads((Path(gallery_dir) / "index.json").read_text())["classes"]
+    ids = ids if ids is not None else sorted(int(c) for c in index)
+    ncols = min(ncols, len(ids))
+    nrows = (len(ids) + ncols - 1) // ncols
+    fig, axes = plt.subplots(nrows, ncols, figsize=(size * 2 * ncols / 1.6, size * nrows / 1.4), squeeze=False)
+    for ax in axes.flat:
+        ax.axis("off")
+    for ax, c in zip(axes.flat, ids):
+        e = index[str(c)]
+        ax.imshow(Image.open(Path(gallery_dir) / e["png"]))
+        rate = f", success {e['target_success']:.0%}" if "target_success" in e else ""
+        ax.set_title(f"{e['name'][:28]} (#{c}){rate}", fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+def plot_layer_growth(history: History, layers: list[str], baseline=None, title: str | None = None):
+    """Per-layer log activation energy over optimisation (minus ``baseline``, e.g. the clean value)."""
+    import numpy as np
+
+    curves = np.array([history.metrics[f"log_act.{n}"] for n in layers])  # (layers, logs)
+    if baseline is not None:
+        curves = curves - np.asarray(baseline, dtype=float)[:, None]
+    fig, ax = plt.subplots(figsize=(6, 3.2))
+    colours = plt.cm.viridis(np.linspace(0, 1, len(layers)))
+    for name, curve, colour in zip(layers, curves, colours):
+        ax.plot(history.steps, curve, color=colour, label=name)
+    ax.set(xlabel="step", ylabel="log energy" + (" - clean" if baseline is not None else ""),
+           title=title or "activation growth per layer (dark: early, light: late)")
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    return fig
+
+
+def plot_transfer(rows: list[str], cols: list[str], matrix, title: str = "held-out fooling rate",
+                  ylabel: str = "crafted on"):
+    """A transfer matrix (rows: source model, columns: target model) as an annotated heat map."""
+    short = lambda names: [n.replace("efficientnet_", "") for n in names]  # noqa: E731
+    fig, ax = plt.subplots(figsize=(4.2, 3.6))
+    im = ax.imshow(matrix, vmin=0, vmax=1, cmap="viridis")
+    ax.set_xticks(range(len(cols)), short(cols))
+    ax.set_yticks(range(len(rows)), short(rows))
+    ax.set(xlabel="evaluated on", ylabel=ylabel, title=title)
+    for i in range(len(rows)):
+        for j in range(len(cols)):
+            v = float(matrix[i][j])
+            ax.text(j, i, f"{v:.0%}", ha="center", va="center", color="w" if v < 0.6 else "k")
+    fig.colorbar(im)
+    fig.tight_layout()
+    return fig

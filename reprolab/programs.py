@@ -48,12 +48,17 @@ class AdditivePerturbation(InputProgram):
             construction) or ``"projected"``: ``delta`` is the parameter, projected
             onto the eps-ball after every step.
 
+        n: number of perturbations learned side by side (one per target class in a
+            gallery); every image is paired with every perturbation.
+
     Shape:
-        input ``(N, 3, H, W)`` in [0, 1]; output the same. If ``H, W`` differ from
-        ``size``, ``delta`` is resized bilinearly (for transfer to other models).
+        input ``(N, 3, H, W)`` in [0, 1]; output the same for ``n = 1``, else
+        ``(n * N, 3, H, W)``, perturbation-major (``out[k * N + i] = x[i] + delta[k]``).
+        If ``H, W`` differ from ``size``, ``delta`` is resized bilinearly (for transfer
+        to other models).
     """
 
-    def __init__(self, size: int, eps: float, norm: str = "inf", parametrization: str = "tanh"):
+    def __init__(self, size: int, eps: float, norm: str = "inf", parametrization: str = "tanh", n: int = 1):
         super().__init__()
         if norm not in ("inf", "2"):
             raise ValueError(f"unknown norm {norm!r}; use 'inf' or '2'")
@@ -61,12 +66,15 @@ class AdditivePerturbation(InputProgram):
             raise ValueError(f"unknown parametrization {parametrization!r}; use 'tanh' or 'projected'")
         if parametrization == "tanh" and norm != "inf":
             raise ValueError("the tanh parametrization bounds L-inf only; use parametrization='projected' for norm '2'")
-        self.config = dict(size=int(size), eps=check_eps(eps, norm), norm=norm, parametrization=parametrization)
+        if n < 1:
+            raise ValueError(f"n (the number of perturbations) must be >= 1, got {n}")
+        self.config = dict(size=int(size), eps=check_eps(eps, norm), norm=norm, parametrization=parametrization,
+                           n=int(n))
         self.eps, self.norm, self.parametrization = self.config["eps"], norm, parametrization
-        self.w = nn.Parameter(torch.zeros(1, 3, size, size))
+        self.w = nn.Parameter(torch.zeros(n, 3, size, size))
 
     def delta(self) -> torch.Tensor:
-        """The perturbation, ``(1, 3, size, size)``."""
+        """The perturbations, ``(n, 3, size, size)``."""
         return self.eps * torch.tanh(self.w) if self.parametrization == "tanh" else self.w
 
     @torch.no_grad()
@@ -76,20 +84,31 @@ class AdditivePerturbation(InputProgram):
         if self.norm == "inf":
             self.w.clamp_(-self.eps, self.eps)
         else:
-            self.w.mul_((self.eps / self.w.norm().clamp_min(1e-12)).clamp(max=1.0))
+            norms = self.w.flatten(1).norm(dim=1).clamp_min(1e-12).view(-1, 1, 1, 1)
+            self.w.mul_((self.eps / norms).clamp(max=1.0))
 
     @torch.no_grad()
     def scaled(self, eps: float) -> "AdditivePerturbation":
         """A copy whose ``delta`` is this one's times ``eps / self.eps`` (same direction, new bound)."""
-        out = AdditivePerturbation(self.config["size"], eps, self.norm, "projected").to(self.w.device)
+        out = AdditivePerturbation(self.config["size"], eps, self.norm, "projected", len(self.w)).to(self.w.device)
         out.w.copy_(self.delta() * (eps / self.eps))
         return out
+
+    @torch.no_grad()
+    def select(self, k: int | list[int]) -> "AdditivePerturbation":
+        """Perturbation ``k`` alone (``n = 1``), or those listed in ``k``, as a new program."""
+        keep = [k] if isinstance(k, int) else list(k)
+        out = AdditivePerturbation(self.config["size"], self.eps, self.norm, "projected", len(keep))
+        out.w.copy_(self.delta()[keep])
+        return out.to(self.w.device)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         d = self.delta().to(x.dtype)
         if d.shape[-2:] != x.shape[-2:]:
             d = F.interpolate(d, size=x.shape[-2:], mode="bilinear", align_corners=False)
-        return (x + d).clamp(0, 1)
+        if len(d) == 1:
+            return (x + d).clamp(0, 1)
+        return (x[None] + d[:, None]).clamp(0, 1).flatten(0, 1)
 
 
 def save_program(path, program: InputProgram, **metadata) -> None:

@@ -6,8 +6,8 @@ Label mappings (which ImageNet classes stand for each task class), one interface
 * ``"frequency"`` — each task class gets the ImageNet class the frozen model most
   often predicts for its images under the initial program, one-to-one (BAR,
   Tsai et al. 2020; ILM-VP, Chen et al. 2023).
-* ``"iterative"`` — ILM-VP: the frequency mapping re-estimated every epoch with the
-  current program.
+* ``"iterative"`` — ILM-VP: the frequency mapping re-estimated with the current program
+  at the start of every epoch (one that a full epoch of training follows).
 
 ``m > 1`` maps several ImageNet classes to each task class (their logits averaged).
 """
@@ -77,7 +77,8 @@ def task_predict(model: FrozenClassifier, program: ReprogrammingFrame, x: torch.
 def reprogram(model: FrozenClassifier, x: torch.Tensor, y: torch.Tensor, n_task: int = 10,
               mapping: str = "frequency", m: int = 1, steps: int = 1000, batch_size: int = 32,
               lr: float = 0.05, lam: float = 1e-6, size: int | None = None, image_size: int | None = None,
-              seed: int = 0, mapping_images: int = 2000, progress: bool = True, **fit_kwargs) -> tuple[ReprogrammingFrame, History]:
+              schedule: str = "cosine", seed: int = 0, mapping_images: int = 2000, progress: bool = True,
+              **fit_kwargs) -> tuple[ReprogrammingFrame, History]:
     """Learn a frame (and, for learned mappings, a label mapping) that makes ``model`` solve a task.
 
     Args:
@@ -88,6 +89,9 @@ def reprogram(model: FrozenClassifier, x: torch.Tensor, y: torch.Tensor, n_task:
             much faster on CPU).
         image_size: side of the embedded task image (default: ``size // 3``, about the
             paper's proportion of 28 px MNIST inside a 299 px canvas, upscaled).
+        schedule: learning-rate schedule of :func:`reprolab.fit`. On MNIST (lite0, 96 px
+            canvas, 1,000 held-out digits) 300 steps with cosine decay gave 86.7 %; a
+            constant rate gave 76.6 % after 250 steps and 77.8 % after 500.
         mapping_images: how many training images (the first ones) estimate the mapping.
         fit_kwargs: passed to :func:`reprolab.fit` (log_every, checkpoint, callback, ...).
 
@@ -112,13 +116,14 @@ def reprogram(model: FrozenClassifier, x: torch.Tensor, y: torch.Tensor, n_task:
     every = fit_kwargs.pop("callback_every", None) or fit_kwargs.get("log_every", 10)
 
     def remap(step, prog):
-        out = user_callback(step, prog) if user_callback is not None else {}
-        # a pure function of the step, so a resumed run re-maps exactly where it would have
-        if mapping == "iterative" and step // batches.per_epoch != (step - every) // batches.per_epoch:
+        out = user_callback(step, prog) if user_callback is not None and (step % every == 0 or step == steps) else {}
+        # At the start of every epoch that a full epoch of training follows (a new mapping needs
+        # that time: re-mapped 50 steps before the end of a cosine run, MNIST accuracy fell from
+        # 85 % to 53 %). Decided by the step alone, so a resumed run re-maps where it would have.
+        if mapping == "iterative" and step % batches.per_epoch == 0 and step + batches.per_epoch <= steps:
             prog.index.copy_(frequency_mapping(model, prog, map_x, map_y))
         return out
 
-    history = fit(program, model, TaskCrossEntropy(lam), batches, steps=steps, lr=lr, seed=seed,
-                  progress=progress, desc=f"reprogram ({mapping})", callback=remap,
-                  callback_every=every, **fit_kwargs)
+    history = fit(program, model, TaskCrossEntropy(lam), batches, steps=steps, lr=lr, schedule=schedule, seed=seed,
+                  progress=progress, desc=f"reprogram ({mapping})", callback=remap, callback_every=1, **fit_kwargs)
     return program, history

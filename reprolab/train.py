@@ -7,6 +7,7 @@ of metrics, deterministic seeding per step, and checkpoints that resume exactly.
 
 from __future__ import annotations
 
+import math
 import os
 import time
 from dataclasses import dataclass, field
@@ -127,7 +128,7 @@ def progress_bar(total: int, initial: int, enabled: bool, desc: str):
 
 
 def fit(program: InputProgram, model: FrozenClassifier, objective: Callable, batches: Callable[[int], Batch],
-        steps: int, lr: float = 0.05, optimizer: Callable | None = None, seed: int = 0,
+        steps: int, lr: float = 0.05, optimizer: Callable | None = None, schedule: str = "constant", seed: int = 0,
         amp: bool | None = None, log_every: int = 10, checkpoint: str | Path | None = None,
         checkpoint_every: int = 100, progress: bool = True, desc: str = "fit",
         callback: Callable[[int, InputProgram], dict] | None = None,
@@ -142,6 +143,8 @@ def fit(program: InputProgram, model: FrozenClassifier, objective: Callable, bat
         steps: total optimiser steps (a resumed run continues up to this number).
         lr: learning rate of the default optimiser, Adam.
         optimizer: ``optimizer(params) -> torch.optim.Optimizer`` to replace Adam.
+        schedule: ``"constant"`` or ``"cosine"`` (the learning rate decays from its
+            initial value to 0 at ``steps``; set from the step number, so resume is exact).
         seed: global RNG seed; step ``s`` runs under ``seed + s`` so randomness inside the
             objective (augmentations, noise priors) is reproduced on resume.
         amp: bf16 autocast; default on for CUDA, off on CPU.
@@ -158,6 +161,8 @@ def fit(program: InputProgram, model: FrozenClassifier, objective: Callable, bat
     """
     if steps < 0:
         raise ValueError(f"steps must be >= 0, got {steps}")
+    if schedule not in ("constant", "cosine"):
+        raise ValueError(f"unknown schedule {schedule!r}; use 'constant' or 'cosine'")
     if any(p.requires_grad for p in model.parameters()):
         raise ValueError("the model has parameters that require grad; load it with "
                          "reprolab.load_model or wrap it with reprolab.wrap_model to freeze it")
@@ -167,6 +172,7 @@ def fit(program: InputProgram, model: FrozenClassifier, objective: Callable, bat
     device = params[0].device
     amp = (device.type == "cuda") if amp is None else amp
     opt = optimizer(params) if optimizer is not None else torch.optim.Adam(params, lr=lr)
+    base_lrs = [g["lr"] for g in opt.param_groups]
     history, start = History(), 0
     checkpoint = Path(checkpoint) if checkpoint is not None else None
     if checkpoint is not None and checkpoint.exists():
@@ -181,6 +187,9 @@ def fit(program: InputProgram, model: FrozenClassifier, objective: Callable, bat
     try:
         for step in range(start, steps):
             torch.manual_seed(seed + step)
+            if schedule == "cosine":
+                for g, base in zip(opt.param_groups, base_lrs):
+                    g["lr"] = base * 0.5 * (1 + math.cos(math.pi * step / steps))
             x, y = batches(step)
             with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
                 loss, metrics = objective(model, program, x, y)

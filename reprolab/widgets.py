@@ -124,3 +124,117 @@ def reprogram_explorer(model, program, x: torch.Tensor, y: torch.Tensor):
     slider.observe(redraw, names="value")
     redraw()
     return w.VBox([slider, out])
+
+
+def datafree_view(model, prior: str, layers: list[str], x: torch.Tensor, y: torch.Tensor,
+                  steps: int = 30, craft: torch.Tensor | None = None, eps: float = 10 / 255, n_show: int = 3):
+    """Craft a data-free perturbation with ``prior`` on ``layers``, show it and its held-out metrics.
+
+    ``craft`` supplies the images of the data prior. Returns ``(figure, metrics)``.
+    """
+    from .datafree import datafree_uap
+
+    program, _ = datafree_uap(model, prior, craft if prior == "data" else None, eps, steps=steps,
+                              layers=layers, progress=False)
+    fig, out = uap_scale_view(model, program, x, y, eps, n_show)
+    fig.suptitle(f"{prior} prior, {len(layers)} layers: held-out fooling rate {out['fooling_rate']:.1%}")
+    return fig, {"prior": prior, "layers": len(layers), **out}
+
+
+def datafree_explorer(model, x: torch.Tensor, y: torch.Tensor, craft: torch.Tensor, steps: int = 30):
+    """Pick a prior and a range of blocks, press *craft*, see :func:`datafree_view`."""
+    if not live():
+        return _static_note()
+    import ipywidgets as w
+    from IPython.display import display
+
+    blocks = model.block_layers()
+    prior = w.ToggleButtons(options=["none", "range", "data"], description="prior")
+    span = w.IntRangeSlider(value=[0, len(blocks) - 1], min=0, max=len(blocks) - 1, description="blocks")
+    button = w.Button(description=f"craft ({steps} steps)")
+    out = w.Output()
+
+    def craft_now(_=None):
+        with out:
+            out.clear_output(wait=True)
+            lo, hi = span.value
+            fig, _ = datafree_view(model, prior.value, blocks[lo:hi + 1], x, y, steps, craft)
+            display(fig)
+            plt.close(fig)
+
+    button.on_click(craft_now)
+    return w.VBox([prior, span, button, out])
+
+
+def gallery_view(model, program, target: int, x: torch.Tensor, n_show: int = 3, k: int = 5):
+    """One gallery class: its change, and a few held-out images clean vs changed with top-k.
+
+    ``program`` is the class's single perturbation. Returns ``(figure, info)``; ``info``
+    has ``target_success`` on ``x`` and, per shown image, the clean and changed top-k names.
+    """
+    from .gallery import render
+    from .metrics import targeted_success
+
+    device = next(model.parameters()).device
+    shown = x[:n_show].to(device)
+    with torch.no_grad():
+        clean, adv = model(shown).softmax(1).cpu(), model(program(shown)).softmax(1).cpu()
+    names = model.class_names
+    tops = [{"clean": [names[i] for i in c.topk(k).indices], "changed": [names[i] for i in a.topk(k).indices]}
+            for c, a in zip(clean, adv)]
+    rate = targeted_success(model, program, x, [target])["target_success"]
+    fig = plt.figure(figsize=(2.4 * (n_show + 2), 3.2))
+    grid = fig.add_gridspec(1, n_show + 2)
+    big = fig.add_subplot(grid[0, :2])
+    big.imshow(render(program.delta()[0]))
+    big.set_title(f"{names[target][:30]} (#{target})\nchange x{0.5 / program.eps:.0f} | grey + change", fontsize=9)
+    for i in range(n_show):
+        ax = fig.add_subplot(grid[0, i + 2])
+        ax.imshow(program(shown[i:i + 1])[0].permute(1, 2, 0).detach().cpu().numpy())
+        ax.set_title(f"{tops[i]['clean'][0][:16]}\n-> {tops[i]['changed'][0][:16]}", fontsize=8)
+    for ax in fig.axes:
+        ax.axis("off")
+    fig.suptitle(f"held-out target success {rate:.1%} on {len(x)} photos", fontsize=10)
+    fig.tight_layout()
+    return fig, {"target": target, "target_success": rate, "top": tops}
+
+
+def gallery_browser(model, gallery_dir, x: torch.Tensor, columns: int = 6):
+    """Search a gallery by class name, browse thumbnails, click one to see :func:`gallery_view`."""
+    if not live():
+        return _static_note()
+    from pathlib import Path
+
+    import ipywidgets as w
+    from IPython.display import display
+
+    from .gallery import load_gallery
+
+    ids, programs, index = load_gallery(gallery_dir)
+    entries = [index["classes"][str(c)] for c in ids]
+    search = w.Combobox(placeholder="class name", options=[e["name"] for e in entries], description="search")
+    grid, out = w.GridBox(layout=w.Layout(grid_template_columns=f"repeat({columns}, 130px)")), w.Output()
+
+    def open_class(i):
+        with out:
+            out.clear_output(wait=True)
+            fig, _ = gallery_view(model, programs.select(i), ids[i], x)
+            display(fig)
+            plt.close(fig)
+
+    def tile(i, e):
+        image = w.Image(value=(Path(gallery_dir) / e["png"]).read_bytes(), width=120)
+        button = w.Button(description=f"{e['name'][:14]} {e.get('target_success', 0):.0%}",
+                          layout=w.Layout(width="124px"))
+        button.on_click(lambda _: open_class(i))
+        return w.VBox([image, button])
+
+    def refresh(_=None):
+        query = search.value.lower()
+        grid.children = [tile(i, e) for i, e in enumerate(entries) if query in e["name"].lower()][:60]
+        if search.value in search.options:
+            open_class([e["name"] for e in entries].index(search.value))
+
+    search.observe(refresh, names="value")
+    refresh()
+    return w.VBox([search, grid, out])

@@ -16,6 +16,9 @@ CHECKS = {
     "02_reprogramming": (r"held-out MNIST accuracy ([\d.]+)%", lambda v: v > 60),  # chance: 10 %
     "03_universal_perturbations": (r"noise: fooling rate ([\d.]+)%; SGD-UAP: ([\d.]+)%",
                                    lambda noise, uap: uap > noise + 20),
+    "04_data_free": (r"no data: fooling rate ([\d.]+)%; noise: ([\d.]+)%", lambda free, noise: free > noise + 20),
+    "05_gallery": (r"held-out target success ([\d.]+)% \(clean photos already in the target class: ([\d.]+)%\)",
+                   lambda success, already: success > already + 20),
 }
 
 
@@ -53,3 +56,30 @@ def test_chapter_runs_in_quick_mode(chapter, tmp_path, data_dir):
         values = [float(v) for v in found.groups()]
         print(f"{chapter.stem}: {found.group(0)}")
         assert ok(*values), f"{chapter.stem} quick mode did not learn enough: {found.group(0)}"
+
+
+def _notebooks_tool():
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("notebooks", REPO / "tools" / "notebooks.py")
+    notebooks = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(notebooks)
+    return notebooks
+
+
+def test_colab_notebooks_are_in_sync_with_their_sources():
+    notebooks = _notebooks_tool()
+    chapters = {p.stem for p in toc_chapters() if p.stem != "intro"}
+    assert {p.stem for p in notebooks.chapter_sources()} == chapters
+    assert notebooks.stale() == [], "run `make notebooks` and commit the .ipynb files"
+
+
+def test_sync_check_notices_an_edited_source(tmp_path):
+    notebooks = _notebooks_tool()
+    src = tmp_path / "01_x.md"
+    src.write_text((REPO / "book" / "01_frozen_networks.md").read_text())
+    assert notebooks.stale(tmp_path) == [tmp_path / "01_x.ipynb"]
+    notebooks.write(tmp_path)
+    assert notebooks.stale(tmp_path) == []
+    src.write_text(src.read_text().replace("quick = False", "quick = True"))
+    assert notebooks.stale(tmp_path) == [tmp_path / "01_x.ipynb"]

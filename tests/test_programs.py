@@ -42,3 +42,25 @@ def test_save_load_round_trip(tmp_path):
     assert torch.equal(q.delta(), p.delta())
     assert meta["model"] == "tiny" and meta["fooling_rate"] == 0.5
     assert not list(tmp_path.glob(".*tmp"))  # no temporary file left behind
+
+
+def test_several_perturbations_pair_every_image_with_every_delta():
+    p = AdditivePerturbation(8, eps=0.1, n=3, parametrization="projected")
+    with torch.no_grad():
+        p.w.copy_(torch.tensor([-0.1, 0.0, 0.1]).view(3, 1, 1, 1).expand(3, 3, 8, 8))
+    x = torch.full((2, 3, 8, 8), 0.5)
+    out = p(x)
+    assert out.shape == (6, 3, 8, 8)
+    # perturbation-major: rows 0-1 carry delta 0, rows 2-3 delta 1, rows 4-5 delta 2
+    assert torch.allclose(out.mean((1, 2, 3)), torch.tensor([0.4, 0.4, 0.5, 0.5, 0.6, 0.6]))
+    assert torch.equal(p.select(2)(x), out[4:])
+
+
+def test_l2_projection_is_per_perturbation():
+    p = AdditivePerturbation(8, eps=1.0, norm="2", parametrization="projected", n=2)
+    with torch.no_grad():
+        p.w[0].fill_(1.0)
+        p.w[1].fill_(1e-3)
+    p.project_()
+    norms = p.delta().flatten(1).norm(dim=1)
+    assert torch.allclose(norms[0], torch.tensor(1.0)) and norms[1] < 0.1  # only the long one shrank

@@ -71,6 +71,23 @@ def test_iterative_mapping_reestimates_and_learning_happens(tiny_model):
     assert h.metrics["loss"][-1] < h.metrics["loss"][0]
 
 
+def test_iterative_mapping_remaps_only_before_a_full_epoch(tiny_model, monkeypatch):
+    from reprolab import reprogram as module
+
+    remapped_at, real = [], module.frequency_mapping
+
+    def spy(model, program, x, y, *a, **k):
+        remapped_at.append(int(program.W.abs().sum() > 0))  # 0: the initial estimate, 1: a re-estimate
+        return real(model, program, x, y, *a, **k)
+
+    monkeypatch.setattr(module, "frequency_mapping", spy)
+    x, y = torch.rand(40, 1, 8, 8), torch.randint(0, 2, (40,))
+    reprogram(tiny_model, x, y, n_task=2, mapping="iterative", steps=18, batch_size=10, size=32, image_size=8,
+              progress=False)
+    # 4 steps per epoch: re-estimates at steps 4, 8 and 12; not at 16, two steps before the end
+    assert remapped_at == [0, 1, 1, 1]
+
+
 @pytest.mark.parametrize("kw, match", [
     (dict(mapping="random"), "unknown mapping"),
     (dict(n_task=2), r"labels must be in \[0, 2\)"),

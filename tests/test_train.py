@@ -31,9 +31,10 @@ def test_deterministic_on_cpu(tiny_model):
     assert torch.equal(*runs)
 
 
-def test_killed_and_resumed_equals_uninterrupted(tiny_model, tmp_path):
+@pytest.mark.parametrize("schedule", ["constant", "cosine"])
+def test_killed_and_resumed_equals_uninterrupted(tiny_model, tmp_path, schedule):
     full, batches = _setup(tiny_model)
-    h_full = fit(full, tiny_model, Targeted(3), batches, steps=20, log_every=5, progress=False)
+    h_full = fit(full, tiny_model, Targeted(3), batches, steps=20, log_every=5, progress=False, schedule=schedule)
 
     ckpt = tmp_path / "run.safetensors"
     part, batches = _setup(tiny_model)
@@ -41,17 +42,17 @@ def test_killed_and_resumed_equals_uninterrupted(tiny_model, tmp_path):
     class Killed(Exception):
         pass
 
-    def kill_at_13(step, program):
+    def kill_at_15(step, program):
         if step == 15:
             raise Killed
         return {}
 
     with pytest.raises(Killed):  # dies after the step-10 checkpoint, before step 15's
         fit(part, tiny_model, Targeted(3), batches, steps=20, log_every=5, checkpoint=ckpt,
-            checkpoint_every=10, progress=False, callback=kill_at_13)
+            checkpoint_every=10, progress=False, callback=kill_at_15, schedule=schedule)
     resumed, batches = _setup(tiny_model)  # a fresh process: new program, same data
     h = fit(resumed, tiny_model, Targeted(3), batches, steps=20, log_every=5, checkpoint=ckpt,
-            checkpoint_every=10, progress=False)
+            checkpoint_every=10, progress=False, schedule=schedule)
     assert torch.equal(resumed.w, full.w)
     assert h.steps == h_full.steps == [5, 10, 15, 20]
     assert h.metrics["loss"] == pytest.approx(h_full.metrics["loss"])

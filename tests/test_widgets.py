@@ -58,3 +58,33 @@ def test_reprogram_view_shows_mapped_prediction(tiny_model, live):
     assert "predicted 7" in fig.axes[0].get_title()
     box = widgets.reprogram_explorer(tiny_model, program, x, y)
     box.children[0].value = 3
+
+
+def test_datafree_view_crafts_and_reports(tiny_model, live):
+    x, y = torch.full((6, 3, 32, 32), 0.3), torch.full((6,), 3)
+    fig, m = widgets.datafree_view(tiny_model, "range", ["0"], x, y, steps=20, eps=0.2)
+    assert m["prior"] == "range" and m["layers"] == 1 and m["fooling_rate"] == 1.0
+    assert "range prior" in fig._suptitle.get_text()
+    box = widgets.datafree_explorer(tiny_model, x, y, craft=x, steps=2)
+    prior, span, button, out = box.children
+    prior.value = "data"
+    button.click()
+    assert span.value == (0, 0)
+
+
+def test_gallery_view_and_browser(tiny_model, live, tmp_path):
+    from reprolab.gallery import build_gallery
+
+    x = torch.full((8, 3, 32, 32), 0.5)
+    build_gallery(tiny_model, x, [2, 7], tmp_path, eps=0.4, steps=30, heldout=x, progress=False, lr=0.1)
+    ids, program, index = reprolab.gallery.load_gallery(tmp_path)
+    fig, info = widgets.gallery_view(tiny_model, program.select(1), 7, x, n_show=2, k=3)
+    assert info["target_success"] == 1.0 and info["top"][0]["changed"][0] == "class_7"
+    assert len(info["top"][0]["clean"]) == 3
+    box = widgets.gallery_browser(tiny_model, tmp_path, x)
+    search, grid, out = box.children
+    assert len(grid.children) == 2
+    search.value = "class_7"
+    assert len(grid.children) == 1
+    fig = reprolab.plots.gallery_grid(tmp_path)
+    assert "class_2" in fig.axes[0].get_title()
