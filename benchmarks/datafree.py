@@ -5,7 +5,7 @@ photos of the shared sample (the data prior crafts on the other 250, without lab
 next to random +-eps noise. Also: FFF's statistic, the saturation-halving trick, and
 no-data transfer across lite0/1/2.
 
-    python benchmarks/datafree.py            # full run (about 25 minutes on 2 CPU cores)
+    python benchmarks/datafree.py            # full run (about 12 minutes on 2 CPU cores)
     python benchmarks/datafree.py --quick    # a minute: smoke test of the harness
 """
 
@@ -26,7 +26,7 @@ def main():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--quick", action="store_true")
     a = p.parse_args()
-    eps, steps, batch = 10 / 255, (10 if a.quick else 300), (4 if a.quick else 16)
+    eps, steps, batch = 10 / 255, (10 if a.quick else 300), (4 if a.quick else 8)
     model = reprolab.load_model("efficientnet_lite0")
     craft, _ = data.load_images(size=224, crop=model.crop, split="craft")
     held_x, held_y = data.load_images(size=224, crop=model.crop, split="heldout")
@@ -55,7 +55,7 @@ def main():
                saturation=datafree.saturation(program), **kw)
         if not kw:
             reprolab.save_program(RESULTS / f"datafree-{prior}-{model.name}.safetensors", program,
-                                  model=model.name, prior=prior, steps=steps, **runs[-1])
+                                  model=model.name, **runs[-1])
 
     # black-box transfer of the no-data perturbation across the offline zoo
     zoo = {n: reprolab.load_model(n) for n in reprolab.list_models("offline")}
