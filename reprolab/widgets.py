@@ -178,7 +178,8 @@ def gallery_view(model, program, target: int, x: torch.Tensor, n_show: int = 3, 
     device = next(model.parameters()).device
     shown = x[:n_show].to(device)
     with torch.no_grad():
-        clean, adv = model(shown).softmax(1).cpu(), model(program(shown)).softmax(1).cpu()
+        changed = program(shown)
+        clean, adv = model(shown).softmax(1).cpu(), model(changed).softmax(1).cpu()
     names = model.class_names
     tops = [{"clean": [names[i] for i in c.topk(k).indices], "changed": [names[i] for i in a.topk(k).indices]}
             for c, a in zip(clean, adv)]
@@ -190,7 +191,7 @@ def gallery_view(model, program, target: int, x: torch.Tensor, n_show: int = 3, 
     big.set_title(f"{names[target][:30]} (#{target})\nchange x{0.5 / program.eps:.0f} | grey + change", fontsize=9)
     for i in range(n_show):
         ax = fig.add_subplot(grid[0, i + 2])
-        ax.imshow(program(shown[i:i + 1])[0].permute(1, 2, 0).detach().cpu().numpy())
+        ax.imshow(changed[i].permute(1, 2, 0).cpu().numpy())
         ax.set_title(f"{tops[i]['clean'][0][:16]}\n-> {tops[i]['changed'][0][:16]}", fontsize=8)
     for ax in fig.axes:
         ax.axis("off")
