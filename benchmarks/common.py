@@ -11,7 +11,8 @@ from pathlib import Path
 
 import torch
 
-RESULTS = Path(__file__).resolve().parent / "results"
+# where result files go; tests point it at a temporary folder
+RESULTS = Path(os.environ.get("REPROLAB_BENCH_RESULTS", Path(__file__).resolve().parent / "results"))
 
 
 def device_name() -> str:
@@ -22,7 +23,7 @@ def device_name() -> str:
 
 def provenance() -> dict:
     commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
-                            cwd=RESULTS.parent).stdout.strip()
+                            cwd=Path(__file__).parent).stdout.strip()
     return {"command": " ".join([Path(sys.executable).name, *sys.argv]), "commit": commit,
             "device": device_name(), "cpu": platform.processor() or platform.machine(),
             "torch": torch.__version__, "threads": torch.get_num_threads()}

@@ -7,7 +7,7 @@ import json
 import sys
 import time
 
-from . import data, metrics, models
+from . import data, distributed, metrics, models
 from .reprogram import MAPPINGS
 
 
@@ -57,9 +57,19 @@ def _images_for(model, args, split):
     return data.load_images(args.images, model.input_size, split=split, crop=model.crop, root=args.data_root)
 
 
+def _save(args, program, history, out: dict, summary: str) -> dict:
+    """Write the artifact (rank 0 only under torchrun) and say where."""
+    from .programs import save_program
+
+    if distributed.rank() == 0:
+        save_program(args.out, program, **out, history=history.to_dict())
+        if not args.json:
+            print(f"saved {args.out}; {summary}")
+    return out
+
+
 def _cmd_uap(args) -> dict:
     from . import uap
-    from .programs import save_program
 
     model = models.load_model(args.model, device=models.best_device())
     x, _ = _images_for(model, args, args.split)  # labels are never used for crafting
@@ -78,14 +88,10 @@ def _cmd_uap(args) -> dict:
     out = {"out": str(args.out), "model": args.model, "method": args.method, "norm": args.norm,
            "eps": args.eps, "crafting_images": len(x), "seconds": round(seconds, 1),
            "crafting_fooling_rate": history.last().get("fooling_rate"), "heldout": held}
-    save_program(args.out, program, **out, history=history.to_dict())
-    if not args.json:
-        print(f"saved {args.out}; held-out: {held}")
-    return out
+    return _save(args, program, history, out, f"held-out: {held}")
 
 
 def _cmd_reprogram(args) -> dict:
-    from .programs import save_program
     from .reprogram import reprogram, task_predict
 
     model = models.load_model(args.model, device=models.best_device())
@@ -98,15 +104,11 @@ def _cmd_reprogram(args) -> dict:
     acc = metrics.accuracy(task_predict(model, program, hx), hy)
     out = {"out": str(args.out), "model": args.model, "task": args.task, "mapping": args.mapping,
            "steps": args.steps, "seconds": round(history.seconds, 1), "heldout_accuracy": acc, "n": len(hy)}
-    save_program(args.out, program, **out, history=history.to_dict())
-    if not args.json:
-        print(f"saved {args.out}; held-out accuracy {acc:.1%} on {len(hy)} {args.task} images")
-    return out
+    return _save(args, program, history, out, f"held-out accuracy {acc:.1%} on {len(hy)} {args.task} images")
 
 
 def _cmd_datafree(args) -> dict:
     from .datafree import datafree_uap
-    from .programs import save_program
 
     model = models.load_model(args.model, device=models.best_device())
     x = _images_for(model, args, args.split)[0] if args.prior == "data" else None  # images, never labels
@@ -120,10 +122,7 @@ def _cmd_datafree(args) -> dict:
     out = {"out": str(args.out), "model": args.model, "method": "datafree", "prior": args.prior, "stat": args.stat,
            "eps": args.eps, "steps": args.steps, "seconds": round(seconds, 1),
            "heldout": metrics.evaluate_perturbation(model, program, hx, hy)}
-    save_program(args.out, program, **out, history=history.to_dict())
-    if not args.json:
-        print(f"saved {args.out}; held-out: {out['heldout']}")
-    return out
+    return _save(args, program, history, out, f"held-out: {out['heldout']}")
 
 
 def _cmd_gallery(args) -> dict:
@@ -274,12 +273,13 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    distributed.init_from_env()  # under torchrun: join the process group (data-parallel fit)
     try:
         out = args.func(args)
     except (ValueError, FileNotFoundError, RuntimeError, ImportError) as e:
         print(f"reprolab {args.command}: error: {e}", file=sys.stderr)
         return 2
-    if args.json:
+    if args.json and distributed.rank() == 0:
         print(json.dumps(out))
     return 0
 

@@ -20,6 +20,7 @@ import numpy as np
 import torch
 from PIL import Image
 
+from . import distributed
 from .artifacts import atomic_write
 from .augment import RandomViews
 from .metrics import targeted_success
@@ -112,18 +113,34 @@ def render(delta: torch.Tensor) -> Image.Image:
 
 
 def read_index(out_dir: str | Path) -> dict:
-    """The gallery's index: ``{"classes": {id: entry}, ...}`` (empty if none yet)."""
-    path = Path(out_dir) / INDEX
-    return json.loads(path.read_text()) if path.exists() else {"classes": {}}
+    """The gallery's index: ``{"settings": ..., "classes": {id: entry}}`` (empty if none yet).
+
+    Each finished class has its own ``class_NNNN.json`` entry, written last, so the
+    classes are read from those (a run stopped, or several ranks writing at once, lose
+    nothing); ``index.json`` holds the settings and a summary of them all.
+    """
+    out_dir = Path(out_dir)
+    path = out_dir / INDEX
+    index = json.loads(path.read_text()) if path.exists() else {"classes": {}}
+    for entry_file in sorted(out_dir.glob("class_*.json")):
+        entry = json.loads(entry_file.read_text())
+        index["classes"][str(entry["id"])] = entry
+    return index
+
+
+def _write_json(path: Path, obj: dict) -> None:
+    atomic_write(path, lambda tmp: Path(tmp).write_text(json.dumps(obj, indent=1)))
 
 
 def build_gallery(model: FrozenClassifier, x: torch.Tensor, classes: list[int], out_dir: str | Path,
                   eps: float = 64 / 255, steps: int = 200, batch_size: int = 4, classes_per_run: int = 10,
                   heldout: torch.Tensor | None = None, progress: bool = True, **kwargs) -> dict:
-    """Craft (or resume) a gallery: a PNG and a program per class, plus ``index.json``.
+    """Craft (or resume) a gallery: a PNG, a program and an entry per class, plus ``index.json``.
 
-    Classes already in the index are skipped, so a stopped run picks up where it was.
-    Each class's files are written atomically before the index names it.
+    Classes already finished are skipped, so a stopped run picks up where it was. Each
+    class's files are written atomically, its ``class_NNNN.json`` entry last. Under
+    ``torchrun`` every rank crafts its share of the runs of ``classes_per_run`` classes
+    into the same folder (no gradient exchange is needed between classes).
 
     Args:
         x: crafting images; heldout: images to measure ``target_success`` on.
@@ -139,12 +156,15 @@ def build_gallery(model: FrozenClassifier, x: torch.Tensor, classes: list[int], 
     if index["classes"] and index.get("settings", settings) != settings:
         raise ValueError(f"{out_dir} holds a gallery made with {index['settings']}; "
                          f"use another --out folder for {settings}")
-    index["settings"] = settings
     todo = [c for c in classes if str(c) not in index["classes"]]
-    bar = progress_bar(len(classes), len(classes) - len(todo), progress, "gallery classes")
-    for start in range(0, len(todo), classes_per_run):
-        chunk = todo[start:start + classes_per_run]
-        program, _ = targeted_uap(model, x, chunk, eps, steps, batch_size, progress=False, **kwargs)
+    runs = [todo[i:i + classes_per_run] for i in range(0, len(todo), classes_per_run)]
+    mine = runs[distributed.rank()::distributed.world_size()]
+    if distributed.rank() == 0:
+        _write_json(out_dir / INDEX, {**index, "settings": settings})
+    bar = progress_bar(sum(map(len, mine)), 0, progress and distributed.rank() == 0, "gallery classes")
+    for chunk in mine:
+        program, _ = targeted_uap(model, x, chunk, eps, steps, batch_size, progress=False,
+                                  data_parallel=False, **kwargs)
         rates = targeted_success(model, program, heldout, chunk) if heldout is not None else None
         for k, c in enumerate(chunk):
             stem = f"class_{c:04d}"
@@ -154,10 +174,13 @@ def build_gallery(model: FrozenClassifier, x: torch.Tensor, classes: list[int], 
                              heldout_images=len(heldout))
             save_program(out_dir / entry["program"], program.select(k), target=c, **settings)
             atomic_write(out_dir / entry["png"], lambda tmp, k=k: render(program.delta()[k]).save(tmp, format="PNG"))
-            index["classes"][str(c)] = entry
-        atomic_write(out_dir / INDEX, lambda tmp: Path(tmp).write_text(json.dumps(index, indent=1)))
+            _write_json(out_dir / f"{stem}.json", entry)
         bar.update(len(chunk))
     bar.close()
+    distributed.barrier()  # every rank's classes are on disk
+    index = {**read_index(out_dir), "settings": settings}
+    if distributed.rank() == 0:
+        _write_json(out_dir / INDEX, index)
     return index
 
 

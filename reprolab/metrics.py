@@ -39,7 +39,16 @@ def fooling_rate(clean_pred: torch.Tensor, adv_pred: torch.Tensor) -> float:
 
 
 def error_rate(adv_pred: torch.Tensor, y: torch.Tensor) -> float:
-    """Fraction of perturbed images misclassified with respect to the true labels ``y``."""
+    """Fraction of perturbed images misclassified with respect to the true labels ``y``.
+
+    Not the fooling rate: an image that was already wrong counts here even if the
+    perturbation did not change it, and one pushed from one wrong class to another
+    counts once.
+
+    >>> clean, adv, y = torch.tensor([1, 2, 3, 4]), torch.tensor([1, 2, 0, 0]), torch.tensor([1, 5, 3, 4])
+    >>> fooling_rate(clean, adv), error_rate(adv, y)
+    (0.5, 0.75)
+    """
     return 1.0 - accuracy(adv_pred, y)
 
 

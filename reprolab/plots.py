@@ -72,12 +72,13 @@ def plot_confusion(pred: torch.Tensor, y: torch.Tensor, n: int, title: str = "co
 
 def gallery_grid(gallery_dir, ids: list[int] | None = None, ncols: int = 3, size: float = 3.2):
     """The saved gallery images (change | grey + change) with class names and success. Returns the figure."""
-    import json
     from pathlib import Path
 
     from PIL import Image
 
-    index = json.loads((Path(gallery_dir) / "index.json").read_text())["classes"]
+    from .gallery import read_index  # here: gallery imports this module
+
+    index = read_index(gallery_dir)["classes"]
     ids = ids if ids is not None else sorted(int(c) for c in index)
     ncols = min(ncols, len(ids))
     nrows = (len(ids) + ncols - 1) // ncols

@@ -56,6 +56,15 @@ class AdditivePerturbation(InputProgram):
         ``(n * N, 3, H, W)``, perturbation-major (``out[k * N + i] = x[i] + delta[k]``).
         If ``H, W`` differ from ``size``, ``delta`` is resized bilinearly (for transfer
         to other models).
+
+    Example:
+        >>> import torch
+        >>> program = AdditivePerturbation(32, eps=10 / 255, n=2)
+        >>> _ = torch.nn.init.normal_(program.w, std=5.0)   # far outside the bound
+        >>> bool(program.delta().abs().max() <= 10 / 255)   # tanh keeps it inside
+        True
+        >>> program(torch.rand(4, 3, 32, 32)).shape          # 2 perturbations x 4 images
+        torch.Size([8, 3, 32, 32])
     """
 
     def __init__(self, size: int, eps: float, norm: str = "inf", parametrization: str = "tanh", n: int = 1):

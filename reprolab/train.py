@@ -16,6 +16,7 @@ from typing import Callable
 
 import torch
 
+from . import distributed
 from .artifacts import load_artifact, save_artifact
 from .models import FrozenClassifier
 from .programs import InputProgram
@@ -132,7 +133,7 @@ def fit(program: InputProgram, model: FrozenClassifier, objective: Callable, bat
         amp: bool | None = None, log_every: int = 10, checkpoint: str | Path | None = None,
         checkpoint_every: int = 100, progress: bool = True, desc: str = "fit",
         callback: Callable[[int, InputProgram], dict] | None = None,
-        callback_every: int | None = None) -> History:
+        callback_every: int | None = None, data_parallel: bool | None = None) -> History:
     """Train ``program`` so that ``objective(model, program, x, y)`` goes down.
 
     Args:
@@ -155,6 +156,10 @@ def fit(program: InputProgram, model: FrozenClassifier, objective: Callable, bat
             steps (default: ``log_every``); its values (e.g. held-out accuracy) go into
             the history at the next log. It may also update the program (e.g. re-estimate
             a label mapping), which then happens identically on resume.
+        data_parallel: under ``torchrun`` (default: whenever a process group is active),
+            each rank trains on its slice of every global batch and the gradients are
+            averaged (:mod:`reprolab.distributed`); only rank 0 shows progress and writes
+            checkpoints. ``False`` trains independently on every rank.
 
     Returns:
         the :class:`History` of logged metrics (also stored in the checkpoint).
@@ -177,13 +182,17 @@ def fit(program: InputProgram, model: FrozenClassifier, objective: Callable, bat
     checkpoint = Path(checkpoint) if checkpoint is not None else None
     if checkpoint is not None and checkpoint.exists():
         start, history = _load_checkpoint(checkpoint, program, opt)
+    parallel = distributed.active() if data_parallel is None else data_parallel and distributed.active()
+    lead = distributed.rank() == 0 or not parallel  # the rank that reports and writes
+    if parallel:
+        distributed.broadcast_(params)
 
     callback_every = callback_every or log_every
     pending: dict[str, float] = {}
     sums: dict[str, torch.Tensor] = {}
     count, t0 = 0, time.perf_counter() - history.seconds
     checks = model.check_inputs
-    bar = progress_bar(steps, start, progress, desc)
+    bar = progress_bar(steps, start, progress and lead, desc)
     try:
         for step in range(start, steps):
             torch.manual_seed(seed + step)
@@ -191,10 +200,14 @@ def fit(program: InputProgram, model: FrozenClassifier, objective: Callable, bat
                 for g, base in zip(opt.param_groups, base_lrs):
                     g["lr"] = base * 0.5 * (1 + math.cos(math.pi * step / steps))
             x, y = batches(step)
+            if parallel:
+                x, y = distributed.shard(x, y)
             with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
                 loss, metrics = objective(model, program, x, y)
             opt.zero_grad(set_to_none=True)
             loss.backward()
+            if parallel:
+                distributed.average_gradients(params)
             opt.step()
             program.project_()
             model.check_inputs = False  # step 0 validated the program's output; skip the syncs
@@ -206,6 +219,8 @@ def fit(program: InputProgram, model: FrozenClassifier, objective: Callable, bat
                 pending.update(callback(done, program))
             if done % log_every == 0 or done == steps:
                 values = {k: (v / count).item() for k, v in sums.items()}
+                if parallel:
+                    values = distributed.mean_over_ranks(values, device)
                 if values["loss"] != values["loss"] or abs(values["loss"]) == float("inf"):
                     raise FloatingPointError(f"loss became {values['loss']} by step {done}; lower lr")
                 history.log(done, {**values, **pending})
@@ -213,7 +228,7 @@ def fit(program: InputProgram, model: FrozenClassifier, objective: Callable, bat
                 bar.set_postfix({k: f"{v:.3g}" for k, v in values.items()}, refresh=False)
                 sums, count = {}, 0
             bar.update(1)
-            if checkpoint is not None and (done % checkpoint_every == 0 or done == steps):
+            if checkpoint is not None and lead and (done % checkpoint_every == 0 or done == steps):
                 history.seconds = time.perf_counter() - t0
                 _save_checkpoint(checkpoint, program, opt, done, history)
     finally:

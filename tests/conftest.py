@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import time
 from pathlib import Path
 
 import pytest
@@ -24,6 +25,46 @@ def data_dir() -> Path:
     return path
 
 
+def toc_pages() -> list[Path]:
+    """Every page of the book in _toc.yml order (sources: .md)."""
+    import yaml
+
+    toc = yaml.safe_load((REPO / "_toc.yml").read_text())
+    files = [toc["root"]] + [entry["file"] for part in [toc] + toc.get("parts", [])
+                             for entry in part.get("chapters", [])]
+    return [REPO / f"{f}.md" for f in files]
+
+
+def is_notebook(page: Path) -> bool:
+    """Chapters with code are jupytext notebooks (a kernelspec in their front matter)."""
+    return page.read_text().startswith("---\njupytext:")
+
+
+@pytest.fixture(scope="session")
+def quick_chapter(tmp_path_factory, data_dir):
+    """``quick_chapter(source) -> (executed notebook path, seconds)``: each chapter runs once
+    per session (papermill, quick mode), shared by the chapter checks and the built book."""
+    import jupytext
+    import papermill
+
+    out_dir, done = tmp_path_factory.mktemp("executed"), {}
+
+    def run(chapter: Path) -> tuple[Path, float]:
+        if chapter not in done:
+            nb = jupytext.read(chapter)
+            assert any("parameters" in c.metadata.get("tags", []) for c in nb.cells), "no parameters cell"
+            src, out = out_dir / f"{chapter.stem}.src.ipynb", out_dir / f"{chapter.stem}.ipynb"
+            jupytext.write(nb, src)
+            t = time.perf_counter()
+            papermill.execute_notebook(str(src), str(out), kernel_name="python3",
+                                       parameters={"quick": True, "data_root": str(data_dir)},
+                                       cwd=str(chapter.parent), progress_bar=False)
+            done[chapter] = (out, time.perf_counter() - t)
+        return done[chapter]
+
+    return run
+
+
 @pytest.fixture(scope="session")
 def lite0():
     import reprolab
@@ -39,8 +80,7 @@ class Brightness(torch.nn.Module):
         return -100 * (x.mean((1, 2, 3))[:, None] - centres) ** 2
 
 
-@pytest.fixture
-def tiny_model():
+def make_tiny_model():
     """A fast 10-class classifier with a (frozen, identity) conv layer and known predictions."""
     import reprolab
     from torch import nn
@@ -50,3 +90,8 @@ def tiny_model():
         conv.weight.copy_(torch.eye(3).view(3, 3, 1, 1))
         conv.bias.zero_()
     return reprolab.wrap_model(nn.Sequential(conv, Brightness()), input_size=32, name="tiny")
+
+
+@pytest.fixture
+def tiny_model():
+    return make_tiny_model()

@@ -1,0 +1,30 @@
+"""The benchmark harness must keep running: its quick mode, end to end (results not judged)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from conftest import REPO
+
+
+@pytest.mark.slow
+def test_harness_quick_mode_produces_complete_results(tmp_path):
+    env = {**os.environ, "REPROLAB_BENCH_RESULTS": str(tmp_path)}
+    run = subprocess.run([sys.executable, "harness.py", "--quick"], cwd=REPO / "benchmarks", env=env,
+                         capture_output=True, text=True, timeout=600)
+    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
+    (path,) = tmp_path.glob("harness-quick-*.json")
+    result = json.loads(path.read_text())
+    assert result["complete"] and result["commit"] and result["command"]
+    rows = {(r["method"], r["variant"]): r for r in result["rows"]}
+    assert set(rows) == {(m, v) for m in ("reprogramming", "sgd_uap", "gd_uap_data", "gallery")
+                         for v in ("naive", "reprolab")}
+    for r in rows.values():
+        assert r["images_per_s"] > 0 and r["step_ms"] > 0 and r["peak_memory_mb"] > 0 and r["tflops"] > 0
+        assert r["speedup_vs_naive"] == pytest.approx(r["images_per_s"] / rows[(r["method"], "naive")]["images_per_s"],
+                                                      rel=0.02)

@@ -1,0 +1,123 @@
+"""The built book as readers meet it: every page opened in headless Chromium.
+
+The chapters are executed once per session in quick mode (the ``quick_chapter`` fixture,
+shared with test_chapters.py); the book is built from those executed notebooks, so the
+pages show real outputs without running anything twice. Screenshots land in
+``_build/test-artifacts/screenshots``.
+"""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from conftest import REPO, is_notebook, toc_pages
+
+SCREENSHOTS = REPO / "_build" / "test-artifacts" / "screenshots"
+ALLOWED_FAILURES = (
+    "cdn.jsdelivr.net/npm/mathjax",  # offline, MathJax from its CDN cannot load (formulas stay TeX)
+    "'THEBE_JS_URL' has already been declared",  # sphinx-thebe 0.3 adds its config script twice
+)
+
+
+def page_html(book: Path, page: Path) -> Path:
+    return book / page.relative_to(REPO).with_suffix(".html")
+
+
+@pytest.fixture(scope="session")
+def built_book(tmp_path_factory, quick_chapter) -> Path:
+    """Build the book from the quick-mode notebooks; any Sphinx warning fails."""
+    src = tmp_path_factory.mktemp("book")
+    for page in toc_pages():
+        dest = src / page.relative_to(REPO)
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        if is_notebook(page):
+            shutil.copy(quick_chapter(page)[0], dest.with_suffix(".ipynb"))
+        else:
+            shutil.copy(page, dest)
+    for name in ("_toc.yml", "references.bib"):
+        shutil.copy(REPO / name, src / name)
+    config = yaml.safe_load((REPO / "_config.yml").read_text())
+    config["execute"]["execute_notebooks"] = "off"  # already executed above
+    config["exclude_patterns"] = [p for p in config["exclude_patterns"] if not p.endswith(".ipynb")]
+    (src / "_config.yml").write_text(yaml.safe_dump(config))
+    jb = Path(sys.executable).parent / "jupyter-book"
+    run = subprocess.run([str(jb), "build", str(src), "--builder", "html"], capture_output=True, text=True)
+    log = run.stdout + run.stderr
+    assert run.returncode == 0, log[-5000:]
+    warnings = [line for line in log.splitlines() if "WARNING" in line or "ERROR" in line]
+    assert not warnings, "\n".join(warnings)
+    return src / "_build" / "html"
+
+
+@pytest.fixture(scope="session")
+def browser():
+    chromium, driver = shutil.which("chromium"), shutil.which("chromedriver")
+    if not (chromium and driver):
+        pytest.fail("headless Chromium not found: `make test` installs it as root "
+                    "(apt-get install chromium chromium-driver); install those two packages")
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    options = webdriver.ChromeOptions()
+    options.binary_location = chromium
+    for flag in ("--headless=new", "--no-sandbox", "--disable-gpu", "--window-size=1280,1000",
+                 "--disable-background-networking", "--disable-component-update", "--disable-sync",
+                 "--disable-default-apps", "--disable-extensions", "--no-first-run",
+                 "--disable-dev-shm-usage"):
+        options.add_argument(flag)
+    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
+    session = webdriver.Chrome(options=options, service=Service(executable_path=driver))
+    yield session
+    session.quit()
+
+
+def open_page(browser, url: str) -> list[str]:
+    """Load ``url``; returns its failed loads and script errors other than the allowed ones."""
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    browser.get_log("browser")  # drop messages from earlier pages
+    browser.get(url)
+    WebDriverWait(browser, 30).until(lambda b: b.execute_script("return document.readyState") == "complete")
+    return [entry["message"] for entry in browser.get_log("browser")
+            if entry["level"] == "SEVERE" and entry.get("source") in ("network", "javascript")
+            and not any(a in entry["message"] for a in ALLOWED_FAILURES)]
+
+
+@pytest.mark.slow
+def test_every_chapter_renders_in_a_browser(built_book, browser):
+    from selenium.webdriver.common.by import By
+
+    pages = toc_pages()
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    landing = page_html(built_book, pages[0]).as_uri()
+    open_page(browser, (built_book / "index.html").as_uri())  # redirects to the first page
+    WebDriverWait(browser, 30).until(lambda b: b.current_url.split("#")[0] == landing)
+    # navigation: the sidebar of the landing page links every page of the table of contents
+    links = {a.get_attribute("href").split("#")[0]
+             for a in browser.find_elements(By.CSS_SELECTOR, "nav.bd-docs-nav a.reference.internal")}
+    links.add(browser.current_url.split("#")[0])
+    expected = {page_html(built_book, p).as_uri() for p in pages}
+    assert expected <= links, f"not reachable from the navigation: {sorted(expected - links)}"
+
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    problems = []
+    for page in pages:
+        failures = open_page(browser, page_html(built_book, page).as_uri())
+        browser.save_screenshot(str(SCREENSHOTS / f"{page.stem}.png"))
+        errors = [e.text[:300] for e in browser.find_elements(By.CSS_SELECTOR, ".cell_output .traceback, .cell_output .stderr")
+                  if "Error" in e.text or "Traceback" in e.text]
+        broken = browser.execute_script(
+            "return Array.from(document.images).filter(i => !i.complete || i.naturalWidth === 0).map(i => i.src)")
+        figures = browser.execute_script("return document.querySelectorAll('.cell_output img').length")
+        if failures or errors or broken or (is_notebook(page) and figures == 0):
+            problems.append(f"{page.stem}: failed loads {failures}, error outputs {errors}, "
+                            f"broken images {broken}, {figures} figures")
+    assert not problems, "\n".join(problems)
+    assert sorted(p.name for p in SCREENSHOTS.glob("*.png")) == sorted(f"{p.stem}.png" for p in pages)
