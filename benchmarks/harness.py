@@ -7,10 +7,11 @@ targeted gallery) and each model, the same program and objective are trained by
   requiring grad (so backward also computes weight gradients), NCHW, the batch moved
   host -> device every step, a Python-side loss and accuracy (two host syncs) every
   step, and for the gallery one class at a time;
-- ``reprolab``: :func:`reprolab.fit` as the package runs it (frozen weights, data
-  resident on the device, bf16 autocast on CUDA, metrics accumulated on the device,
-  all gallery targets in one batched program);
-- ``reprolab+channels_last``: the same with the model in channels-last memory format.
+- ``reprolab``: :func:`reprolab.fit` as the package runs it (frozen weights in
+  channels-last memory format, data resident on the device, bf16 autocast on CUDA,
+  metrics accumulated on the device, all gallery targets in one batched program);
+- ``reprolab NCHW``: the same with the weights in the default (NCHW) memory format,
+  which shows what channels-last alone is worth.
 
 It prints images/s (image-target pairs for the gallery), step time, peak memory (CPU
 RSS or CUDA max allocated), the speed-up over ``naive``, and achieved TFLOP/s (FLOPs of
@@ -197,18 +198,17 @@ def main():
             gallery = method == "gallery"
             b = max(1, batch // 4) if gallery else batch  # the gallery pairs each image with every target
             flops = flops_per_step(model, make, objective, x, y, b)
-            runs = {
-                "naive": lambda: naive_run(model, size, make, objective, x, y, b, steps, gallery, per_step),
-                "reprolab": lambda: reprolab_run(model, make, objective, x, y, b, steps),
+            nchw, cl = torch.contiguous_format, torch.channels_last
+            runs = {  # variant: (memory format of the weights, loop)
+                "naive": (nchw, lambda: naive_run(model, size, make, objective, x, y, b, steps, gallery, per_step)),
+                "reprolab": (cl, lambda: reprolab_run(model, make, objective, x, y, b, steps)),
             }
             if not a.quick:
-                runs["reprolab+channels_last"] = lambda: reprolab_run(model, make, objective, x, y, b, steps)
+                runs["reprolab NCHW"] = (nchw, runs["reprolab"][1])
             base = None
-            for variant, fn in runs.items():
-                if variant.endswith("channels_last"):
-                    model.to(memory_format=torch.channels_last)
+            for variant, (memory_format, fn) in runs.items():
+                model.to(memory_format=memory_format)
                 seconds, mem = measure(fn, device, repeats)
-                model.to(memory_format=torch.contiguous_format)
                 pairs = b * steps * per_step  # image (x target) pairs trained on
                 row = {"model": model.name, "method": method, "variant": variant, "seconds": round(seconds, 3),
                        "step_ms": round(1000 * seconds / (steps * (per_step if variant == "naive" and gallery else 1)), 1),

@@ -175,6 +175,8 @@ def build_gallery(model: FrozenClassifier, x: torch.Tensor, classes: list[int], 
             save_program(out_dir / entry["program"], program.select(k), target=c, **settings)
             atomic_write(out_dir / entry["png"], lambda tmp, k=k: render(program.delta()[k]).save(tmp, format="PNG"))
             _write_json(out_dir / f"{stem}.json", entry)
+        if distributed.rank() == 0:  # keep the summary current for anyone looking mid-run
+            _write_json(out_dir / INDEX, {**read_index(out_dir), "settings": settings})
         bar.update(len(chunk))
     bar.close()
     distributed.barrier()  # every rank's classes are on disk
