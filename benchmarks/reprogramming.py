@@ -5,8 +5,11 @@ squares (8,000 / 2,000 generated), canvas 128x128 with the task image upscaled t
 in the centre, batch 32, Adam at lr 0.05 with cosine decay. Each run is evaluated on
 the held-out images along the way; results are written after each run. The three
 mappings are compared at 300 steps; the frequency mapping also runs for 2,000.
+``--long`` runs MNIST for 3,000 steps and counting squares for 2,000 with the squares
+image upscaled to 64x64 (the 36 px image loses its cell borders at 32 px).
 
     python benchmarks/reprogramming.py            # full run (about 40 minutes on 2 CPU cores)
+    python benchmarks/reprogramming.py --long     # about 55 minutes -> reprogramming-long-*.json
     python benchmarks/reprogramming.py --quick    # minutes: smoke test of the harness
 """
 
@@ -40,7 +43,7 @@ def run(model, task, mapping, steps, eval_every, n_held, size=128, image_size=32
 
     program, _ = reprogram(model, x, y, mapping=mapping, steps=steps, size=size, image_size=image_size,
                            lr=0.05, schedule="cosine", progress=False, log_every=eval_every, callback=evaluate)
-    reprolab.save_program(RESULTS / f"reprogram-{task}-{mapping}-{steps}.safetensors", program, model=model.name,
+    reprolab.save_program(RESULTS / f"reprogram-{task}-{mapping}-{steps}-{image_size}px.safetensors", program, model=model.name,
                           task=task, mapping=mapping, **curve[-1])
     names = [model.class_names[i] for i in program.index[:, 0].tolist()]
     return {"task": task, "mapping": mapping, "steps": steps, "canvas": size, "image_size": image_size,
@@ -49,18 +52,26 @@ def run(model, task, mapping, steps, eval_every, n_held, size=128, image_size=32
 
 def main():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--quick", action="store_true")
+    mode = p.add_mutually_exclusive_group()
+    mode.add_argument("--quick", action="store_true")
+    mode.add_argument("--long", action="store_true")
     a = p.parse_args()
     model = reprolab.load_model("efficientnet_lite0")
-    plan = ([("squares", "frequency", 20, 10), ("mnist", "frequency", 20, 10)] if a.quick else
-            [("mnist", "frequency", 2000, 500), ("squares", "frequency", 300, 100),
-             ("mnist", "first", 300, 100), ("mnist", "iterative", 300, 100), ("mnist", "frequency", 300, 100)])
+    # (task, mapping, steps, evaluate every, embedded image side)
+    if a.quick:
+        plan, name = [("squares", "frequency", 20, 10, 32), ("mnist", "frequency", 20, 10, 32)], "reprogramming-quick"
+    elif a.long:
+        plan, name = [("mnist", "frequency", 3000, 500, 32), ("squares", "frequency", 2000, 250, 64)], "reprogramming-long"
+    else:
+        plan, name = [("mnist", "frequency", 2000, 500, 32), ("squares", "frequency", 300, 100, 32),
+                      ("mnist", "first", 300, 100, 32), ("mnist", "iterative", 300, 100, 32),
+                      ("mnist", "frequency", 300, 100, 32)], "reprogramming"
     n_held = 200 if a.quick else 2000
     runs = []
-    for task, mapping, steps, every in plan:
-        print(f"{task}, {mapping} mapping, {steps} steps")
-        runs.append(run(model, task, mapping, steps, every, n_held))
-        write("reprogramming-quick" if a.quick else "reprogramming", {"model": model.name, "runs": runs})
+    for task, mapping, steps, every, image_size in plan:
+        print(f"{task}, {mapping} mapping, {steps} steps, {image_size} px task image")
+        runs.append(run(model, task, mapping, steps, every, n_held, image_size=image_size))
+        write(name, {"model": model.name, "runs": runs})
 
 
 if __name__ == "__main__":

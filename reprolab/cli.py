@@ -24,7 +24,7 @@ def _cmd_models(args) -> dict:
 def _cmd_top1(args) -> dict:
     model = models.load_model(args.model, device=models.best_device())
     x, y = data.load_images(args.images, model.input_size, split=args.split, crop=model.crop,
-                            root=args.data_root)
+                            root=args.data_root, download=args.download)
     t = time.perf_counter()
     pred = metrics.predict(model, x, batch_size=args.batch_size)
     known = y >= 0
@@ -54,7 +54,8 @@ def parse_eps(text: str) -> float:
 
 
 def _images_for(model, args, split):
-    return data.load_images(args.images, model.input_size, split=split, crop=model.crop, root=args.data_root)
+    return data.load_images(args.images, model.input_size, split=split, crop=model.crop, root=args.data_root,
+                            download=args.download)
 
 
 def _save(args, program, history, out: dict, summary: str) -> dict:
@@ -198,6 +199,8 @@ def build_parser() -> argparse.ArgumentParser:
         s = sub.add_parser(name, help=help)
         s.add_argument("--json", action="store_true", help="print the final metrics as one JSON object")
         s.add_argument("--data-root", default=None, help="data root (default: $REPROLAB_DATA)")
+        s.add_argument("--download", action="store_true",
+                       help="online: fetch missing data (the ImageNet sample photos, full MNIST, CIFAR-10)")
         s.set_defaults(func=func)
         return s
 
@@ -232,7 +235,6 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--lr", type=float, default=0.05)
     s.add_argument("--size", type=int, default=None, help="canvas side (default: the model's input size)")
     s.add_argument("--image-size", type=int, default=None, help="side of the embedded image (default: size/3)")
-    s.add_argument("--download", action="store_true", help="online data (full MNIST, CIFAR-10)")
     s.add_argument("--out", required=True, help="output .safetensors file")
 
     s = add("datafree", _cmd_datafree, "craft a universal perturbation without data (GD-UAP / FFF)")

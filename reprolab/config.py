@@ -11,6 +11,12 @@ import os
 from pathlib import Path
 
 ENV_VAR = "REPROLAB_DATA"
+OFFLINE_ENV = "REPROLAB_OFFLINE"
+
+
+def forced_offline() -> bool:
+    """True when ``$REPROLAB_OFFLINE`` is set (to anything but 0): nothing may download."""
+    return os.environ.get(OFFLINE_ENV, "0") not in ("", "0")
 
 
 def data_root(path: str | os.PathLike | None = None) -> Path:
@@ -46,6 +52,6 @@ def resolve_online(online: bool | None) -> bool:
 
     ``$REPROLAB_OFFLINE=1`` (the tests, CI, the offline book build) always means off.
     """
-    if os.environ.get("REPROLAB_OFFLINE", "0") not in ("", "0"):
+    if forced_offline():
         return False
     return in_colab() if online is None else bool(online)

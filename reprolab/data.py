@@ -16,7 +16,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .config import data_root, require
+from .config import data_root, forced_offline, require
 
 MNIST_MD5 = {
     "t10k-images-idx3-ubyte.gz": "9fb629c4189551a2d022fa330f9573f3",
@@ -24,6 +24,8 @@ MNIST_MD5 = {
 }
 MNIST_OFFLINE_TRAIN = 8000  # offline: first 8,000 test images train, last 2,000 are held out
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp"}
+# online source of the shared sample: one photo per ImageNet class, named <wnid>_<name>.JPEG
+IMAGENET_SAMPLE_URL = "https://github.com/EliSchwartz/imagenet-sample-images/archive/refs/heads/master.zip"
 
 
 def _read_idx(path: Path) -> np.ndarray:
@@ -159,8 +161,51 @@ def _decode_folder(folder: str, size: int, crop: float):
     return x, torch.tensor(labels, dtype=torch.int64)
 
 
+def download_imagenet_sample(root=None, every: int = 2, url: str = IMAGENET_SAMPLE_URL) -> Path:
+    """Online only: fetch the public ImageNet sample into ``<data root>/imagenet-sample``.
+
+    The archive holds one photo per class, ``<wnid>_<name>.JPEG``; a class's index is
+    the rank of its wnid among the 1000 sorted wnids (the standard order). Every
+    ``every``-th class is kept, so the default gives the same 500 classes (0, 2, ...,
+    998) as the offline shared sample, with a ``labels.csv`` in the same layout. The
+    folder appears only when complete (written beside it, then renamed).
+    """
+    import shutil
+    import tempfile
+    import urllib.request
+    import zipfile
+
+    target = data_root(root) / "imagenet-sample"
+    if target.exists():
+        return target
+    if forced_offline():
+        raise RuntimeError(f"REPROLAB_OFFLINE is set, so the ImageNet sample is not downloaded; put the "
+                           f"photos in {target} (or point the data root at a copy), or unset REPROLAB_OFFLINE")
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=target.parent) as tmp:
+        archive = Path(tmp) / "sample.zip"
+        urllib.request.urlretrieve(url, archive)
+        with zipfile.ZipFile(archive) as z:
+            members = sorted((Path(n).name, n) for n in z.namelist() if n.upper().endswith(".JPEG"))
+            wnids = [name.split("_")[0] for name, _ in members]
+            if len(set(wnids)) != 1000 or len(wnids) != 1000:
+                raise ValueError(f"{url} should hold one photo for each of the 1000 ImageNet classes; "
+                                 f"found {len(wnids)} photos of {len(set(wnids))} classes")
+            out = Path(tmp) / "imagenet-sample"
+            out.mkdir()
+            rows = []
+            for index, ((name, member), wnid) in enumerate(zip(members, wnids)):
+                if index % every == 0:
+                    (out / name).write_bytes(z.read(member))
+                    rows.append((name, index, wnid))
+        with open(out / "labels.csv", "w", newline="") as f:
+            csv.writer(f).writerows([("file", "class_index", "wnid"), *rows])
+        shutil.move(str(out), target)
+    return target
+
+
 def load_images(folder=None, size: int = 224, split: str = "all", crop: float = 0.875,
-                heldout_fraction: float = 0.5, root=None):
+                heldout_fraction: float = 0.5, root=None, download: bool = False):
     """Natural photos as ``(x, y)``, ``x`` of shape ``(N, 3, size, size)``.
 
     Args:
@@ -171,7 +216,11 @@ def load_images(folder=None, size: int = 224, split: str = "all", crop: float = 
         split: ``"all"``, ``"craft"`` (images for crafting programs) or ``"heldout"``
             (never used for crafting; report numbers here). The split is a fixed
             permutation (seed 0); with the shared sample it is 250 / 250.
+        download: online only: when the default sample is missing, fetch it
+            (:func:`download_imagenet_sample`).
     """
+    if folder is None and download:
+        download_imagenet_sample(root)
     folder = Path(folder) if folder is not None else data_root(root) / "imagenet-sample"
     require(folder, "image folder")
     if split not in ("all", "craft", "heldout"):

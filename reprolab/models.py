@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import contextlib
 import importlib
-import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
@@ -22,8 +21,9 @@ from typing import Iterator
 import torch
 from torch import nn
 
+from .config import forced_offline
+
 DEFAULT_MODEL = "efficientnet_lite0"
-OFFLINE_ENV = "REPROLAB_OFFLINE"
 
 
 @dataclass(frozen=True)
@@ -281,7 +281,7 @@ def load_model(name: str = DEFAULT_MODEL, device: str | torch.device | None = No
                          "or wrap your own nn.Module with reprolab.wrap_model")
     spec = REGISTRY[name]
     if offline is None:
-        offline = os.environ.get(OFFLINE_ENV, "0") not in ("", "0")
+        offline = forced_offline()
     net = _build_offline(spec) if spec.source == "offline" else _build_torchvision(spec, offline)
     model = FrozenClassifier(net, spec.mean, spec.std, spec.input_size, imagenet_class_names(),
                              name=name, crop=spec.crop, size_multiple=spec.size_multiple)

@@ -65,3 +65,42 @@ def test_unlabelled_folder_and_empty_folder(tmp_path):
 def test_bad_split_names():
     with pytest.raises(ValueError, match="unknown split"):
         data.load_digits("validation")
+
+
+def _sample_archive(path, n_classes=1000):
+    """A stand-in for the public sample's zip: one tiny JPEG per class, in a shuffled order."""
+    import zipfile
+    from io import BytesIO
+
+    from PIL import Image
+
+    with zipfile.ZipFile(path, "w") as z:
+        for i in torch.randperm(n_classes, generator=torch.Generator().manual_seed(0)).tolist():
+            buf = BytesIO()
+            Image.new("RGB", (12, 10), (i % 256, 0, 0)).save(buf, "JPEG")
+            z.writestr(f"imagenet-sample-images-master/n{i:08d}_class_{i}.JPEG", buf.getvalue())
+    return path.as_uri()
+
+
+def test_download_imagenet_sample_lays_out_the_shared_sample(tmp_path, monkeypatch):
+    monkeypatch.delenv("REPROLAB_OFFLINE", raising=False)
+    url = _sample_archive(tmp_path / "sample.zip")
+    folder = data.download_imagenet_sample(tmp_path / "root", url=url)
+    assert folder == tmp_path / "root" / "imagenet-sample"
+    x, y = data.load_images(size=8, root=tmp_path / "root")
+    assert y.tolist() == list(range(0, 1000, 2))  # the even classes, indexed by sorted wnid
+    assert x.shape == (500, 3, 8, 8)
+    assert not [p for p in (tmp_path / "root").iterdir() if p.name != "imagenet-sample"]  # no temp left
+    # present: nothing is fetched again (the URL is not even read)
+    assert data.download_imagenet_sample(tmp_path / "root", url="file:///nonexistent.zip") == folder
+
+
+def test_download_imagenet_sample_refuses_offline_and_incomplete_archives(tmp_path, monkeypatch):
+    monkeypatch.setenv("REPROLAB_OFFLINE", "1")
+    with pytest.raises(RuntimeError, match="REPROLAB_OFFLINE"):
+        data.load_images(root=tmp_path, download=True)
+    monkeypatch.delenv("REPROLAB_OFFLINE")
+    url = _sample_archive(tmp_path / "short.zip", n_classes=999)
+    with pytest.raises(ValueError, match="1000 ImageNet classes"):
+        data.download_imagenet_sample(tmp_path / "root", url=url)
+    assert not (tmp_path / "root" / "imagenet-sample").exists()
