@@ -43,8 +43,8 @@ def run(model, task, mapping, steps, eval_every, n_held, size=128, image_size=32
 
     program, _ = reprogram(model, x, y, mapping=mapping, steps=steps, size=size, image_size=image_size,
                            lr=0.05, schedule="cosine", progress=False, log_every=eval_every, callback=evaluate)
-    reprolab.save_program(RESULTS / f"reprogram-{task}-{mapping}-{steps}-{image_size}px.safetensors", program, model=model.name,
-                          task=task, mapping=mapping, **curve[-1])
+    reprolab.save_program(RESULTS / f"reprogram-{task}-{mapping}-{steps}-{image_size}px.safetensors", program,
+                          model=model.name, task=task, mapping=mapping, **curve[-1])
     names = [model.class_names[i] for i in program.index[:, 0].tolist()]
     return {"task": task, "mapping": mapping, "steps": steps, "canvas": size, "image_size": image_size,
             "heldout_images": len(hy), "final": curve[-1], "curve": curve, "mapped_classes": names}
@@ -59,9 +59,11 @@ def main():
     model = reprolab.load_model("efficientnet_lite0")
     # (task, mapping, steps, evaluate every, embedded image side)
     if a.quick:
-        plan, name = [("squares", "frequency", 20, 10, 32), ("mnist", "frequency", 20, 10, 32)], "reprogramming-quick"
+        name = "reprogramming-quick"
+        plan = [("squares", "frequency", 20, 10, 32), ("mnist", "frequency", 20, 10, 32)]
     elif a.long:
-        plan, name = [("mnist", "frequency", 3000, 500, 32), ("squares", "frequency", 2000, 250, 64)], "reprogramming-long"
+        name = "reprogramming-long"
+        plan = [("mnist", "frequency", 3000, 500, 32), ("squares", "frequency", 2000, 250, 64)]
     else:
         plan, name = [("mnist", "frequency", 2000, 500, 32), ("squares", "frequency", 300, 100, 32),
                       ("mnist", "first", 300, 100, 32), ("mnist", "iterative", 300, 100, 32),

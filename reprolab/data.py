@@ -219,10 +219,9 @@ def load_images(folder=None, size: int = 224, split: str = "all", crop: float = 
         download: online only: when the default sample is missing, fetch it
             (:func:`download_imagenet_sample`).
     """
-    if folder is None and download:
-        download_imagenet_sample(root)
-    folder = Path(folder) if folder is not None else data_root(root) / "imagenet-sample"
-    require(folder, "image folder")
+    if folder is None:
+        folder = download_imagenet_sample(root) if download else data_root(root) / "imagenet-sample"
+    folder = require(Path(folder), "image folder")
     if split not in ("all", "craft", "heldout"):
         raise ValueError(f"unknown split {split!r}; use 'all', 'craft' or 'heldout'")
     x, y = _decode_folder(str(folder.resolve()), int(size), float(crop))
