@@ -11,7 +11,10 @@ targeted gallery) and each model, the same program and objective are trained by
   channels-last memory format, data resident on the device, bf16 autocast on CUDA,
   metrics accumulated on the device, all gallery targets in one batched program);
 - ``reprolab NCHW``: the same with the weights in the default (NCHW) memory format,
-  which shows what channels-last alone is worth.
+  which shows what channels-last alone is worth;
+- ``reprolab micro-batch 1`` (gallery): one image, paired with every target, per
+  forward/backward pass (``fit(micro_batch=1)``): the same update in smaller passes;
+- ``reprolab compiled`` (``--compile``): the model under ``torch.compile``.
 
 It prints images/s (image-target pairs for the gallery), step time, peak memory (CPU
 RSS or CUDA max allocated), the speed-up over ``naive``, and achieved TFLOP/s (FLOPs of
@@ -22,6 +25,7 @@ on them; no download). Results: ``results/harness-<device>.json``.
     python benchmarks/harness.py --quick       # a few minutes on 2 CPU cores (tested)
     python benchmarks/harness.py               # CPU: lite0 and resnet50
     python benchmarks/harness.py --models efficientnet_lite0,resnet50,vgg16 --batch-size 256   # GPU
+    python benchmarks/harness.py --compile --name harness-compile   # adds torch.compile (untimed warm-up)
 
 The comparison with ART's UniversalPerturbation (time to the same held-out fooling
 rate) needs the real photos and held-out evaluations: ``benchmarks/uap.py``.
@@ -42,6 +46,7 @@ from reprolab.train import TensorBatches, fit
 
 from common import write
 
+METHODS = ("reprogramming", "sgd_uap", "gd_uap_data", "gallery")
 # dense bf16 tensor-core peaks, TFLOP/s (vendor data sheets, SXM parts)
 PEAK_TFLOPS = {"H100": 989.0, "H200": 989.0, "A100": 312.0}
 
@@ -136,11 +141,11 @@ def naive_run(model, size, make_program, objective, x, y, batch_size, steps, per
         model.zero_grad(set_to_none=True)
 
 
-def reprolab_run(model, make_program, objective, x, y, batch_size, steps):
+def reprolab_run(model, make_program, objective, x, y, batch_size, steps, micro_batch=None):
     device = model.mean.device
     program = make_program().to(device)
     fit(program, model, objective, TensorBatches(x, y, batch_size, device=device), steps=steps, lr=0.01,
-        progress=False, log_every=steps)
+        progress=False, log_every=steps, micro_batch=micro_batch)
 
 
 def flops_per_step(model, make_program, objective, x, y, batch_size) -> int:
@@ -178,6 +183,9 @@ def main():
     p.add_argument("--batch-size", type=int, default=None)
     p.add_argument("--steps", type=int, default=None, help="steps per timed run")
     p.add_argument("--repeats", type=int, default=2)
+    p.add_argument("--methods", default=None, help="comma-separated subset of " + ", ".join(METHODS))
+    p.add_argument("--compile", action="store_true", help="add a variant with the model under torch.compile")
+    p.add_argument("--name", default=None, help="results file name (default: harness or harness-quick)")
     a = p.parse_args()
     device = reprolab.models.best_device()
     names = a.models.split(",") if a.models else (["efficientnet_lite0"] if a.quick else
@@ -192,9 +200,13 @@ def main():
     print(f"{device} ({gpu or 'CPU'}), batch {batch}, {steps} steps per run, median of {repeats}")
     for name in names:
         model = build_model(name, device)
+        # a second copy under torch.compile; measure() warms up first, so compiling is not timed
+        compiled = build_model(name, device).compile() if a.compile else None
         size = 96 if a.quick else model.input_size  # a smaller input keeps the smoke test short
         for method, (make, objective, x, y, per_step) in methods(model, size, max(4 * batch, 32),
                                                                  4 if a.quick else 10).items():
+            if a.methods and method not in a.methods.split(","):
+                continue
             gallery = method == "gallery"
             b = max(1, batch // 4) if gallery else batch  # the gallery pairs each image with every target
             flops = flops_per_step(model, make, objective, x, y, b)
@@ -205,6 +217,10 @@ def main():
             }
             if not a.quick:
                 runs["reprolab NCHW"] = (nchw, runs["reprolab"][1])
+            if gallery:  # one image (x every target) per forward/backward pass
+                runs["reprolab micro-batch 1"] = (cl, lambda: reprolab_run(model, make, objective, x, y, b, steps, 1))
+            if a.compile:  # the data-free objective records layers, which runs the network eagerly
+                runs["reprolab compiled"] = (cl, lambda: reprolab_run(compiled, make, objective, x, y, b, steps))
             base = None
             for variant, (memory_format, fn) in runs.items():
                 model.to(memory_format=memory_format)
@@ -222,9 +238,9 @@ def main():
                 print(f"{model.name:<28} {method:<14} {variant:<24} {row['images_per_s']:>9.1f} img/s "
                       f"{row['step_ms']:>8.1f} ms/step {row['peak_memory_mb']:>8.0f} MB "
                       f"{row['tflops']:>7.3f} TFLOP/s  x{row['speedup_vs_naive']}", flush=True)
-        del model
+        del model, compiled
     result["complete"] = True
-    write("harness-quick" if a.quick else "harness", result)
+    write(a.name or ("harness-quick" if a.quick else "harness"), result)
 
 
 if __name__ == "__main__":

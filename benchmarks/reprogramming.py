@@ -63,7 +63,7 @@ def main():
         plan = [("squares", "frequency", 20, 10, 32), ("mnist", "frequency", 20, 10, 32)]
     elif a.long:
         name = "reprogramming-long"
-        plan = [("mnist", "frequency", 3000, 500, 32), ("squares", "frequency", 2000, 250, 64)]
+        plan = [("squares", "frequency", 2000, 250, 64), ("mnist", "frequency", 3000, 500, 32)]
     else:
         plan, name = [("mnist", "frequency", 2000, 500, 32), ("squares", "frequency", 300, 100, 32),
                       ("mnist", "first", 300, 100, 32), ("mnist", "iterative", 300, 100, 32),

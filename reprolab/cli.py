@@ -11,6 +11,10 @@ from . import data, distributed, metrics, models
 from .reprogram import MAPPINGS
 
 
+def _load_model(name: str, args) -> models.FrozenClassifier:
+    return models.load_model(name, device=models.best_device(), compile=args.compile)
+
+
 def _cmd_models(args) -> dict:
     rows = [{"name": n, "source": s.source, "input_size": s.input_size}
             for n, s in models.REGISTRY.items()]
@@ -22,7 +26,7 @@ def _cmd_models(args) -> dict:
 
 
 def _cmd_top1(args) -> dict:
-    model = models.load_model(args.model, device=models.best_device())
+    model = _load_model(args.model, args)
     x, y = data.load_images(args.images, model.input_size, split=args.split, crop=model.crop,
                             root=args.data_root, download=args.download)
     t = time.perf_counter()
@@ -72,7 +76,7 @@ def _save(args, program, history, out: dict, summary: str) -> dict:
 def _cmd_uap(args) -> dict:
     from . import uap
 
-    model = models.load_model(args.model, device=models.best_device())
+    model = _load_model(args.model, args)
     x, _ = _images_for(model, args, args.split)  # labels are never used for crafting
     t = time.perf_counter()
     if args.method == "sgd":
@@ -95,7 +99,7 @@ def _cmd_uap(args) -> dict:
 def _cmd_reprogram(args) -> dict:
     from .reprogram import reprogram, task_predict
 
-    model = models.load_model(args.model, device=models.best_device())
+    model = _load_model(args.model, args)
     x, y = data.load_task(args.task, "train", root=args.data_root, download=args.download)
     hx, hy = data.load_task(args.task, "heldout", root=args.data_root, download=args.download)
     program, history = reprogram(model, x, y, n_task=data.TASKS[args.task], mapping=args.mapping, m=args.m,
@@ -111,17 +115,18 @@ def _cmd_reprogram(args) -> dict:
 def _cmd_datafree(args) -> dict:
     from .datafree import datafree_uap
 
-    model = models.load_model(args.model, device=models.best_device())
+    model = _load_model(args.model, args)
     x = _images_for(model, args, args.split)[0] if args.prior == "data" else None  # images, never labels
     layers = None if args.layers == "blocks" else (model.conv_layers() if args.layers == "conv"
                                                    else args.layers.split(","))
     t = time.perf_counter()
     program, history = datafree_uap(model, args.prior, x, args.eps, steps=args.steps, batch_size=args.batch_size,
-                                    layers=layers, stat=args.stat, halve_at=args.halve_at, progress=not args.json)
+                                    layers=layers, stat=args.stat, halve_at=args.halve_at, jitter=args.jitter,
+                                    progress=not args.json)
     seconds = time.perf_counter() - t
     hx, hy = _images_for(model, args, "heldout")
     out = {"out": str(args.out), "model": args.model, "method": "datafree", "prior": args.prior, "stat": args.stat,
-           "eps": args.eps, "steps": args.steps, "seconds": round(seconds, 1),
+           "jitter": args.jitter, "eps": args.eps, "steps": args.steps, "seconds": round(seconds, 1),
            "heldout": metrics.evaluate_perturbation(model, program, hx, hy)}
     return _save(args, program, history, out, f"held-out: {out['heldout']}")
 
@@ -129,7 +134,7 @@ def _cmd_datafree(args) -> dict:
 def _cmd_gallery(args) -> dict:
     from .gallery import build_gallery, parse_classes
 
-    model = models.load_model(args.model, device=models.best_device())
+    model = _load_model(args.model, args)
     classes = parse_classes(args.classes, model.class_names)
     x, _ = _images_for(model, args, "craft")
     hx, _ = _images_for(model, args, "heldout")
@@ -150,7 +155,7 @@ def _evaluate_gallery(args) -> dict:
 
     ids, program, index = load_gallery(args.artifact)
     name = args.model or index["settings"]["model"]
-    model = models.load_model(name, device=models.best_device())
+    model = _load_model(name, args)
     x, _ = _images_for(model, args, args.split)
     rates = metrics.targeted_success(model, program.to(model.mean.device), x, ids)
     per_class = [{"id": c, "name": model.class_names[c], "target_success": s, "target_prob": p}
@@ -176,7 +181,7 @@ def _cmd_evaluate(args) -> dict:
     name = args.model or meta.get("model")
     if name is None:
         raise ValueError(f"{args.artifact} does not name its model; pass --model")
-    model = models.load_model(name, device=models.best_device())
+    model = _load_model(name, args)
     program = program.to(next(model.parameters()).device)
     out = {"artifact": str(args.artifact), "model": name}
     if isinstance(program, ReprogrammingFrame):
@@ -201,6 +206,8 @@ def build_parser() -> argparse.ArgumentParser:
         s.add_argument("--data-root", default=None, help="data root (default: $REPROLAB_DATA)")
         s.add_argument("--download", action="store_true",
                        help="online: fetch missing data (the ImageNet sample photos, full MNIST, CIFAR-10)")
+        s.add_argument("--compile", action="store_true",
+                       help="run the model through torch.compile (slow start; faster long runs, mostly on GPUs)")
         s.set_defaults(func=func)
         return s
 
@@ -252,6 +259,9 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--stat", choices=["l2", "mean_abs"], default="l2", help="l2: GD-UAP, mean_abs: FFF")
     s.add_argument("--halve-at", type=float, default=None,
                    help="halve the perturbation when this fraction of it sits at the bound (off by default)")
+    s.add_argument("--jitter", type=float, default=None,
+                   help="show the network random crops (smallest area fraction, e.g. 0.5) and flips of "
+                        "the perturbed input, --batch-size per step (off by default)")
     s.add_argument("--out", required=True, help="output .safetensors file")
 
     s = add("gallery", _cmd_gallery, "targeted universal images, one per class, resumable")

@@ -31,10 +31,10 @@ IMAGENET_STD = (0.229, 0.224, 0.225)
 
 
 class MeanImage:
-    """``batches(step) -> (model's mean image, None)``: the no-data prior, ``(1, 3, S, S)``."""
+    """``batches(step) -> (n copies of the model's mean image, None)``: the no-data prior, ``(n, 3, S, S)``."""
 
-    def __init__(self, model: FrozenClassifier, size: int):
-        self.x = model.mean.expand(1, 3, size, size).clone()
+    def __init__(self, model: FrozenClassifier, size: int, n: int = 1):
+        self.x = model.mean.expand(n, 3, size, size).clone()
 
     def __call__(self, step: int):
         return self.x, None
@@ -58,8 +58,12 @@ class GaussianImages:
 
 
 def prior_batches(model: FrozenClassifier, prior: str, size: int, batch_size: int = 16,
-                  x: torch.Tensor | None = None, seed: int = 0):
-    """The ``batches`` callable for a prior; ``x`` (natural images) only for ``"data"``."""
+                  x: torch.Tensor | None = None, seed: int = 0, mean_copies: int = 1):
+    """The ``batches`` callable for a prior; ``x`` (natural images) only for ``"data"``.
+
+    The no-data prior's batch is ``mean_copies`` copies of the mean image (more than one
+    only makes sense with random views after the perturbation).
+    """
     if prior not in PRIORS:
         raise ValueError(f"unknown prior {prior!r}; use one of {', '.join(PRIORS)}")
     device = model.mean.device
@@ -70,7 +74,7 @@ def prior_batches(model: FrozenClassifier, prior: str, size: int, batch_size: in
         return lambda step: (views(step)[0], None)  # images only: no label goes anywhere
     if x is not None:
         raise ValueError(f"the {prior!r} prior uses no images; drop x or use prior='data'")
-    return MeanImage(model, size) if prior == "none" else GaussianImages(size, batch_size, device)
+    return MeanImage(model, size, mean_copies) if prior == "none" else GaussianImages(size, batch_size, device)
 
 
 def saturation(program: AdditivePerturbation) -> float:
@@ -81,8 +85,8 @@ def saturation(program: AdditivePerturbation) -> float:
 def datafree_uap(model: FrozenClassifier, prior: str = "none", x: torch.Tensor | None = None,
                  eps: float = 10 / 255, steps: int = 300, batch_size: int = 16, layers: list[str] | None = None,
                  stat: str = "l2", lr: float | None = None, halve_at: float | None = None,
-                 val: torch.Tensor | None = None, check_every: int = 25, seed: int = 0,
-                 progress: bool = True, **fit_kwargs) -> tuple[AdditivePerturbation, History]:
+                 val: torch.Tensor | None = None, check_every: int = 25, jitter: float | None = None,
+                 seed: int = 0, progress: bool = True, **fit_kwargs) -> tuple[AdditivePerturbation, History]:
     """Craft an L-inf universal perturbation by maximising feature activations, no labels.
 
     Args:
@@ -102,6 +106,10 @@ def datafree_uap(model: FrozenClassifier, prior: str = "none", x: torch.Tensor |
         val: optional validation images (never the ones you report on). Every
             ``check_every`` steps their fooling rate is logged as ``val_fooling_rate``,
             and the best perturbation so far is the one returned (early stopping).
+        jitter: if set, the network sees random resized crops (smallest area fraction
+            ``jitter``) and flips of the perturbed input, ``batch_size`` of them per step
+            (for the no-data prior too: copies of the mean image). The perturbation must
+            then excite the features wherever it lands, not only at one alignment.
         fit_kwargs: passed to :func:`reprolab.fit` (checkpoint, log_every, ...).
 
     Returns:
@@ -111,7 +119,10 @@ def datafree_uap(model: FrozenClassifier, prior: str = "none", x: torch.Tensor |
     if halve_at is not None and not 0 < halve_at <= 1:
         raise ValueError(f"halve_at is a fraction in (0, 1], got {halve_at}")
     size = model.input_size if x is None else x.shape[-1]
-    batches = prior_batches(model, prior, size, batch_size, x, seed)
+    if jitter is not None and not 0 < jitter <= 1:
+        raise ValueError(f"jitter is the smallest crop area, a fraction in (0, 1], got {jitter}")
+    batches = prior_batches(model, prior, size, batch_size, x, seed, mean_copies=batch_size if jitter else 1)
+    views = RandomViews(scale=(jitter, 1.0)) if jitter else None
     if layers is None:
         layers = model.block_layers()
         if not layers:
@@ -139,7 +150,7 @@ def datafree_uap(model: FrozenClassifier, prior: str = "none", x: torch.Tensor |
                 best.update(rate=rate, w=prog.w.detach().clone())
         return out
 
-    history = fit(program, model, FeatureActivation(layers, stat), batches, steps=steps,
+    history = fit(program, model, FeatureActivation(layers, stat, views), batches, steps=steps,
                   lr=lr or eps / 2, seed=seed, progress=progress, desc=f"data-free ({prior} prior)",
                   callback=check, callback_every=check_every, **fit_kwargs)
     if best["w"] is not None:

@@ -117,6 +117,7 @@ class FrozenClassifier(nn.Module):
         # Input checks cost a host sync; the training loop turns them off after its
         # first step, which already proved the program's output valid.
         self.check_inputs = True
+        self._recording = 0  # > 0 while record() hooks are on: run the eager network
         self.eval()
         self.requires_grad_(False)
 
@@ -155,7 +156,21 @@ class FrozenClassifier(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.check_inputs:
             self.validate(x)
-        return self.net((x - self.mean.to(x.dtype)) / self.std.to(x.dtype))
+        net = self.net if self._recording else self.__dict__.get("_compiled_net", self.net)
+        return net((x - self.mean.to(x.dtype)) / self.std.to(x.dtype))
+
+    def compile(self, **kwargs) -> "FrozenClassifier":
+        """Run the network through ``torch.compile`` from now on; returns ``self``.
+
+        Only ``net`` is compiled (the input checks stay eager). Passes that record layer
+        outputs (:meth:`record`, the data-free objectives) run it eagerly, because a
+        compiled graph does not see forward hooks added after it was traced. The first
+        calls are slow (compilation); it pays off on long runs, mostly on GPUs (measure
+        it: ``benchmarks/harness.py --compile``). ``kwargs`` go to ``torch.compile``
+        (``mode="max-autotune"``, ``backend=...``).
+        """
+        self.__dict__["_compiled_net"] = torch.compile(self.net, **kwargs)  # not a submodule: no duplicate names
+        return self
 
     @torch.no_grad()
     def predict(self, x: torch.Tensor, batch_size: int = 64) -> torch.Tensor:
@@ -211,9 +226,11 @@ class FrozenClassifier(nn.Module):
         acts: dict[str, torch.Tensor] = {}
         handles = [modules[n].register_forward_hook(
             lambda _m, _i, out, n=n: acts.__setitem__(n, out)) for n in layers]
+        self._recording += 1
         try:
             yield acts
         finally:
+            self._recording -= 1
             for h in handles:
                 h.remove()
 
@@ -264,13 +281,14 @@ def _build_torchvision(spec: ModelSpec, offline: bool) -> nn.Module:
 
 
 def load_model(name: str = DEFAULT_MODEL, device: str | torch.device | None = None,
-               offline: bool | None = None) -> FrozenClassifier:
+               offline: bool | None = None, compile: bool = False) -> FrozenClassifier:
     """Load a registered model as a :class:`FrozenClassifier`.
 
     Args:
         name: a name from :func:`list_models`.
         device: where to put it (default: CPU).
         offline: never try the network; default ``$REPROLAB_OFFLINE`` is set to 1.
+        compile: compile the network with ``torch.compile`` (:meth:`FrozenClassifier.compile`).
 
     >>> model = load_model("efficientnet_lite0")
     >>> model.input_size, model.class_names[1], any(p.requires_grad for p in model.parameters())
@@ -285,7 +303,8 @@ def load_model(name: str = DEFAULT_MODEL, device: str | torch.device | None = No
     net = _build_offline(spec) if spec.source == "offline" else _build_torchvision(spec, offline)
     model = FrozenClassifier(net, spec.mean, spec.std, spec.input_size, imagenet_class_names(),
                              name=name, crop=spec.crop, size_multiple=spec.size_multiple)
-    return model.to(device) if device is not None else model
+    model = model.to(device) if device is not None else model
+    return model.compile() if compile else model
 
 
 def best_device() -> torch.device:

@@ -107,22 +107,26 @@ class FeatureActivation(nn.Module):
     Args:
         layers: names of the model's layers to record (e.g. ``model.block_layers()``).
         stat: ``"l2"`` or ``"mean_abs"``.
+        views: an optional random transform between the perturbed input and the network
+            (as in :class:`Targeted`), e.g. random crops so that the perturbation must
+            excite the features wherever it lands.
 
     Logs ``log_act.<layer>`` (mean log energy per layer) and, when ``y`` is given,
     ``fooling_rate``.
     """
 
-    def __init__(self, layers: list[str], stat: str = "l2"):
+    def __init__(self, layers: list[str], stat: str = "l2", views: nn.Module | None = None):
         super().__init__()
         if not layers:
             raise ValueError("no layers to maximise; pass model.block_layers() or model.conv_layers()")
         if stat not in ("l2", "mean_abs"):
             raise ValueError(f"unknown stat {stat!r}; use 'l2' (GD-UAP) or 'mean_abs' (FFF)")
-        self.layers, self.stat = list(layers), stat
+        self.layers, self.stat, self.views = list(layers), stat, views
 
     def forward(self, model, program, x, y):
+        adv = program(x)
         with model.record(self.layers) as acts:
-            logits = model(program(x))
+            logits = model(self.views(adv) if self.views is not None else adv)
         energy = []
         for name in self.layers:
             a = acts[name].float().flatten(1)

@@ -128,12 +128,29 @@ def progress_bar(total: int, initial: int, enabled: bool, desc: str):
     return tqdm(total=total, initial=initial, disable=not enabled or mode == "off", desc=desc, leave=True)
 
 
+def _forward_backward(objective, model, program, x, y, micro_batch, device_type, amp):
+    """Loss and metrics of the whole batch, its gradient accumulated over passes of ``micro_batch``."""
+    n = len(x)
+    size = micro_batch or n
+    loss, metrics = 0.0, {}
+    for i in range(0, n, size):
+        with torch.autocast(device_type, dtype=torch.bfloat16, enabled=amp):
+            part, part_metrics = objective(model, program, x[i:i + size], None if y is None else y[i:i + size])
+        share = min(size, n - i) / n  # each pass's loss is a mean: weight it by its size
+        (part * share).backward()
+        loss = loss + part.detach() * share
+        for k, v in part_metrics.items():
+            metrics[k] = metrics.get(k, 0) + v * share
+    return loss, metrics
+
+
 def fit(program: InputProgram, model: FrozenClassifier, objective: Callable, batches: Callable[[int], Batch],
         steps: int, lr: float = 0.05, optimizer: Callable | None = None, schedule: str = "constant", seed: int = 0,
         amp: bool | None = None, log_every: int = 10, checkpoint: str | Path | None = None,
         checkpoint_every: int = 100, progress: bool = True, desc: str = "fit",
         callback: Callable[[int, InputProgram], dict] | None = None,
-        callback_every: int | None = None, data_parallel: bool | None = None) -> History:
+        callback_every: int | None = None, data_parallel: bool | None = None,
+        micro_batch: int | None = None) -> History:
     """Train ``program`` so that ``objective(model, program, x, y)`` goes down.
 
     Args:
@@ -160,12 +177,18 @@ def fit(program: InputProgram, model: FrozenClassifier, objective: Callable, bat
             each rank trains on its slice of every global batch and the gradients are
             averaged (:mod:`reprolab.distributed`); only rank 0 shows progress and writes
             checkpoints. ``False`` trains independently on every rank.
+        micro_batch: images per forward/backward pass. Each batch is split into passes of
+            this many images whose gradients add up to the whole batch's (the same
+            update, less memory; on CPU, smaller passes also stay in cache). Objectives
+            must average over the batch, as all of :mod:`reprolab.objectives` do.
 
     Returns:
         the :class:`History` of logged metrics (also stored in the checkpoint).
     """
     if steps < 0:
         raise ValueError(f"steps must be >= 0, got {steps}")
+    if micro_batch is not None and micro_batch < 1:
+        raise ValueError(f"micro_batch must be >= 1 image, got {micro_batch}")
     if schedule not in ("constant", "cosine"):
         raise ValueError(f"unknown schedule {schedule!r}; use 'constant' or 'cosine'")
     if any(p.requires_grad for p in model.parameters()):
@@ -202,16 +225,14 @@ def fit(program: InputProgram, model: FrozenClassifier, objective: Callable, bat
             x, y = batches(step)
             if parallel:
                 x, y = distributed.shard(x, y)
-            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
-                loss, metrics = objective(model, program, x, y)
             opt.zero_grad(set_to_none=True)
-            loss.backward()
+            loss, metrics = _forward_backward(objective, model, program, x, y, micro_batch, device.type, amp)
             if parallel:
                 distributed.average_gradients(params)
             opt.step()
             program.project_()
             model.check_inputs = False  # step 0 validated the program's output; skip the syncs
-            for k, v in {"loss": loss.detach(), **metrics}.items():
+            for k, v in {"loss": loss, **metrics}.items():
                 sums[k] = sums.get(k, 0) + v.float()
             count += 1
             done = step + 1

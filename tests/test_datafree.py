@@ -26,6 +26,22 @@ def test_each_prior_raises_activations_within_the_bound_and_leaves_no_hooks(tiny
     assert _hooks(tiny_model) == 0
 
 
+def test_jitter_shows_the_network_a_batch_of_views_of_mean_plus_delta(tiny_model):
+    seen = []
+    handle = tiny_model.net.register_forward_pre_hook(lambda _m, args: seen.append(args[0].detach().clone()))
+    try:
+        program, history = datafree_uap(tiny_model, "none", eps=0.1, steps=10, batch_size=3, jitter=0.3,
+                                        progress=False, log_every=5)
+    finally:
+        handle.remove()
+    assert seen[0].shape == (3, 3, 32, 32)  # three copies of the mean image, each viewed differently
+    assert not torch.equal(seen[0][0], seen[0][1])
+    act = history.metrics["log_act.0"]
+    assert act[-1] > act[0] and program.delta().abs().max() <= 0.1 + 1e-7
+    with pytest.raises(ValueError, match="jitter"):
+        datafree_uap(tiny_model, "none", steps=1, jitter=0, progress=False)
+
+
 def test_hooks_are_removed_after_an_error(tiny_model):
     with pytest.raises(RuntimeError):
         with tiny_model.record(["0"]):

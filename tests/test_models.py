@@ -81,3 +81,28 @@ def test_offline_top1_on_the_imagenet_sample(name, data_dir):
     print(f"\n{name}: top-1 {top1:.1%} on {len(y)} imagenet-sample photos")
     assert len(y) == 500
     assert top1 >= 0.85, f"{name} top-1 {top1:.1%} < 85 %: preprocessing broken?"
+
+
+def test_compiled_model_keeps_values_layer_names_and_hooks():
+    from conftest import make_tiny_model
+
+    graphs = []
+
+    def counting_backend(gm, example_inputs):  # dynamo without a C++ build; counts compiled calls
+        def run(*args):
+            graphs.append(1)
+            return gm.forward(*args)
+        return run
+
+    eager, compiled = make_tiny_model(), make_tiny_model().compile(backend=counting_backend)
+    x = torch.rand(4, 3, 32, 32, requires_grad=True)
+    assert torch.allclose(compiled(x), eager(x)) and len(graphs) == 1
+    assert compiled.conv_layers() == eager.conv_layers() == ["0"]
+    assert [n for n, _ in compiled.named_modules()] == [n for n, _ in eager.named_modules()]
+    with compiled.record(["0", "1"]) as acts:  # hooks need the eager network
+        compiled(x).sum().backward()
+    assert sorted(acts) == ["0", "1"] and x.grad is not None and len(graphs) == 1
+    compiled(x)
+    assert len(graphs) == 2  # compiled again once the recording is over
+    with pytest.raises(ValueError, match="pixels in"):  # the input checks stay eager
+        compiled(torch.full((1, 3, 32, 32), 2.0))

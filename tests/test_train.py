@@ -31,6 +31,22 @@ def test_deterministic_on_cpu(tiny_model):
     assert torch.equal(*runs)
 
 
+@pytest.mark.parametrize("micro_batch", [1, 5, 16])
+def test_micro_batches_give_the_same_update(tiny_model, micro_batch):
+    """Splitting each batch into passes (5 leaves a short last pass) changes nothing."""
+    runs = []
+    for mb in (None, micro_batch):
+        _, batches = _setup(tiny_model)
+        program = AdditivePerturbation(32, eps=0.3, n=3)  # a gallery-like program: 3 targets per image
+        h = fit(program, tiny_model, Targeted([1, 3, 5]), batches, steps=6, lr=0.1, log_every=3,
+                progress=False, micro_batch=mb)
+        runs.append((program.w.detach().clone(), h))
+    (w_full, h_full), (w_micro, h_micro) = runs
+    assert torch.allclose(w_micro, w_full, atol=1e-5)
+    assert h_micro.metrics["loss"] == pytest.approx(h_full.metrics["loss"], rel=1e-5)
+    assert h_micro.metrics["target_rate"] == pytest.approx(h_full.metrics["target_rate"])
+
+
 @pytest.mark.parametrize("schedule", ["constant", "cosine"])
 def test_killed_and_resumed_equals_uninterrupted(tiny_model, tmp_path, schedule):
     full, batches = _setup(tiny_model)
@@ -67,6 +83,8 @@ def test_unfrozen_model_and_bad_arguments_are_refused(tiny_model):
         fit(program, wrapped, Targeted(0), batches, steps=1, progress=False)
     with pytest.raises(ValueError, match="out of range"):
         fit(program, tiny_model, Targeted(1000), batches, steps=1, progress=False)
+    with pytest.raises(ValueError, match="micro_batch"):
+        fit(program, tiny_model, Targeted(0), batches, steps=1, progress=False, micro_batch=0)
     with pytest.raises(ValueError, match="empty"):
         TensorBatches(torch.zeros(0, 3, 32, 32), torch.zeros(0), 4)
 
