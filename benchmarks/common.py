@@ -22,8 +22,13 @@ def device_name() -> str:
 
 
 def provenance() -> dict:
-    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
-                            cwd=Path(__file__).parent).stdout.strip()
+    commit = os.environ.get("REPROLAB_COMMIT")  # for copies of the tree without git (a GPU machine)
+    if not commit:
+        try:
+            commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
+                                    cwd=Path(__file__).parent).stdout.strip()
+        except OSError:
+            commit = "unknown"
     return {"command": " ".join([Path(sys.executable).name, *sys.argv]), "commit": commit,
             "device": device_name(), "cpu": platform.processor() or platform.machine(),
             "torch": torch.__version__, "threads": torch.get_num_threads()}

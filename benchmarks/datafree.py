@@ -27,7 +27,7 @@ def main():
     p.add_argument("--quick", action="store_true")
     a = p.parse_args()
     eps, steps, batch = 10 / 255, (10 if a.quick else 300), (4 if a.quick else 8)
-    model = reprolab.load_model("efficientnet_lite0")
+    model = reprolab.load_model("efficientnet_lite0", device=reprolab.models.best_device())
     craft, _ = data.load_images(size=224, crop=model.crop, split="craft")
     held_x, held_y = data.load_images(size=224, crop=model.crop, split="heldout")
     if a.quick:

@@ -6,10 +6,12 @@ in the centre, batch 32, Adam at lr 0.05 with cosine decay. Each run is evaluate
 the held-out images along the way; results are written after each run. The three
 mappings are compared at 300 steps; the frequency mapping also runs for 2,000.
 ``--long`` runs MNIST for 3,000 steps and counting squares for 2,000 with the squares
-image upscaled to 64x64 (the 36 px image loses its cell borders at 32 px).
+image upscaled to 64x64 (the 36 px image loses its cell borders at 32 px). ``--gpu``
+is the same with batch 128 and more steps, and the three mappings at 2,000 steps.
 
     python benchmarks/reprogramming.py            # full run (about 40 minutes on 2 CPU cores)
     python benchmarks/reprogramming.py --long     # about 55 minutes -> reprogramming-long-*.json
+    python benchmarks/reprogramming.py --gpu      # about 8 minutes on an H100 -> reprogramming-gpu-*.json
     python benchmarks/reprogramming.py --quick    # minutes: smoke test of the harness
 """
 
@@ -25,7 +27,7 @@ from reprolab.reprogram import reprogram, task_predict
 from common import RESULTS, write
 
 
-def run(model, task, mapping, steps, eval_every, n_held, size=128, image_size=32):
+def run(model, task, mapping, steps, eval_every, n_held, size=128, image_size=32, batch_size=32):
     x, y = data.load_task(task, "train")
     hx, hy = data.load_task(task, "heldout")
     hx, hy = hx[:n_held], hy[:n_held]
@@ -42,11 +44,14 @@ def run(model, task, mapping, steps, eval_every, n_held, size=128, image_size=32
         return {"heldout_accuracy": acc}
 
     program, _ = reprogram(model, x, y, mapping=mapping, steps=steps, size=size, image_size=image_size,
-                           lr=0.05, schedule="cosine", progress=False, log_every=eval_every, callback=evaluate)
-    reprolab.save_program(RESULTS / f"reprogram-{task}-{mapping}-{steps}-{image_size}px.safetensors", program,
+                           batch_size=batch_size, lr=0.05, schedule="cosine", progress=False, log_every=eval_every,
+                           callback=evaluate)
+    suffix = "" if batch_size == 32 else f"-b{batch_size}"
+    reprolab.save_program(RESULTS / f"reprogram-{task}-{mapping}-{steps}-{image_size}px{suffix}.safetensors", program,
                           model=model.name, task=task, mapping=mapping, **curve[-1])
     names = [model.class_names[i] for i in program.index[:, 0].tolist()]
-    return {"task": task, "mapping": mapping, "steps": steps, "canvas": size, "image_size": image_size,
+    return {"task": task, "mapping": mapping, "steps": steps, "batch_size": batch_size, "canvas": size,
+            "image_size": image_size,
             "heldout_images": len(hy), "final": curve[-1], "curve": curve, "mapped_classes": names}
 
 
@@ -55,8 +60,10 @@ def main():
     mode = p.add_mutually_exclusive_group()
     mode.add_argument("--quick", action="store_true")
     mode.add_argument("--long", action="store_true")
+    mode.add_argument("--gpu", action="store_true")
     a = p.parse_args()
-    model = reprolab.load_model("efficientnet_lite0")
+    model = reprolab.load_model("efficientnet_lite0", device=reprolab.models.best_device())
+    batch_size = 128 if a.gpu else 32
     # (task, mapping, steps, evaluate every, embedded image side)
     if a.quick:
         name = "reprogramming-quick"
@@ -64,6 +71,10 @@ def main():
     elif a.long:
         name = "reprogramming-long"
         plan = [("squares", "frequency", 2000, 250, 64), ("mnist", "frequency", 3000, 500, 32)]
+    elif a.gpu:
+        name = "reprogramming-gpu"
+        plan = [("mnist", "frequency", 6000, 500, 32), ("squares", "frequency", 8000, 1000, 64),
+                ("mnist", "first", 2000, 250, 32), ("mnist", "iterative", 2000, 250, 32)]
     else:
         plan, name = [("mnist", "frequency", 2000, 500, 32), ("squares", "frequency", 300, 100, 32),
                       ("mnist", "first", 300, 100, 32), ("mnist", "iterative", 300, 100, 32),
@@ -72,7 +83,7 @@ def main():
     runs = []
     for task, mapping, steps, every, image_size in plan:
         print(f"{task}, {mapping} mapping, {steps} steps, {image_size} px task image")
-        runs.append(run(model, task, mapping, steps, every, n_held, image_size=image_size))
+        runs.append(run(model, task, mapping, steps, every, n_held, image_size=image_size, batch_size=batch_size))
         write(name, {"model": model.name, "runs": runs})
 
 

@@ -151,14 +151,13 @@ def _image_files(folder: Path):
 
 
 @functools.lru_cache(maxsize=8)
-def _decode_folder(folder: str, size: int, crop: float):
+def _decode(paths: tuple[Path, ...], size: int, crop: float) -> torch.Tensor:
     from PIL import Image
 
-    paths, labels = _image_files(Path(folder))
-    if not paths:
-        raise ValueError(f"no images in {folder}; expected .jpg/.png files or a labels.csv")
-    x = torch.stack([_center_crop_resize(Image.open(p), size, crop) for p in paths])
-    return x, torch.tensor(labels, dtype=torch.int64)
+    missing = [p for p in paths if not p.exists()]
+    if missing:
+        raise FileNotFoundError(f"{len(missing)} image(s) listed in labels.csv are missing, e.g. {missing[0]}")
+    return torch.stack([_center_crop_resize(Image.open(p), size, crop) for p in paths])
 
 
 def download_imagenet_sample(root=None, every: int = 2, url: str = IMAGENET_SAMPLE_URL) -> Path:
@@ -224,12 +223,15 @@ def load_images(folder=None, size: int = 224, split: str = "all", crop: float = 
     folder = require(Path(folder), "image folder")
     if split not in ("all", "craft", "heldout"):
         raise ValueError(f"unknown split {split!r}; use 'all', 'craft' or 'heldout'")
-    x, y = _decode_folder(str(folder.resolve()), int(size), float(crop))
-    if split == "all":
-        return x.clone(), y.clone()
-    fit, held = split_indices(len(y), heldout_fraction)
-    idx = fit.sort().values if split == "craft" else held.sort().values
-    return x[idx], y[idx]
+    paths, labels = _image_files(folder.resolve())
+    if not paths:
+        raise ValueError(f"no images in {folder}; expected .jpg/.png files or a labels.csv")
+    idx = torch.arange(len(paths))
+    if split != "all":  # decode only the split asked for (the other half may even be absent)
+        fit, held = split_indices(len(paths), heldout_fraction)
+        idx = (fit if split == "craft" else held).sort().values
+    x = _decode(tuple(paths[i] for i in idx.tolist()), int(size), float(crop))
+    return x.clone(), torch.tensor(labels, dtype=torch.int64)[idx]
 
 
 def resize_to(x: torch.Tensor, size: int) -> torch.Tensor:

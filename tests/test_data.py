@@ -50,6 +50,25 @@ def test_images_split_and_grayscale(data_dir):
     assert sorted(yc.tolist() + yh.tolist()) == sorted(y.tolist())
 
 
+def test_a_split_decodes_only_its_own_photos(tmp_path):
+    """A copy holding only the crafting photos (and the full labels.csv) still loads them."""
+    from PIL import Image
+
+    rows = ["file,class_index"]
+    for i in range(6):
+        Image.new("RGB", (40, 30), (40 * i, 0, 0)).save(tmp_path / f"{i}.png")
+        rows.append(f"{i}.png,{i}")
+    (tmp_path / "labels.csv").write_text("\n".join(rows) + "\n")
+    held, yh = data.load_images(tmp_path, size=16, split="heldout")
+    craft, yc = data.load_images(tmp_path, size=16, split="craft")
+    for i in yh.tolist():
+        (tmp_path / f"{i}.png").unlink()
+    craft2, yc2 = data.load_images(tmp_path, size=32, split="craft")  # not cached: decoded again
+    assert yc.tolist() == yc2.tolist() and len(craft2) == 3 and set(yc.tolist()).isdisjoint(yh.tolist())
+    with pytest.raises(FileNotFoundError, match="missing"):
+        data.load_images(tmp_path, size=32, split="heldout")
+
+
 def test_unlabelled_folder_and_empty_folder(tmp_path):
     from PIL import Image
 
