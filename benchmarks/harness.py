@@ -12,8 +12,10 @@ targeted gallery) and each model, the same program and objective are trained by
   metrics accumulated on the device, all gallery targets in one batched program);
 - ``reprolab NCHW``: the same with the weights in the default (NCHW) memory format,
   which shows what channels-last alone is worth;
-- ``reprolab micro-batch 1`` (gallery): one image, paired with every target, per
-  forward/backward pass (``fit(micro_batch=1)``): the same update in smaller passes;
+- for the gallery, ``reprolab`` is what :func:`reprolab.gallery.targeted_uap` does: on a
+  CPU one image, paired with every target, per forward/backward pass
+  (``fit(micro_batch=1)``, the same update in smaller passes), elsewhere the whole batch;
+  the other choice is timed too (``reprolab whole batch`` / ``reprolab micro-batch 1``);
 - ``reprolab compiled`` (``--compile``): the model under ``torch.compile``.
 
 It prints images/s (image-target pairs for the gallery), step time, peak memory (CPU
@@ -211,16 +213,19 @@ def main():
             b = max(1, batch // 4) if gallery else batch  # the gallery pairs each image with every target
             flops = flops_per_step(model, make, objective, x, y, b)
             nchw, cl = torch.contiguous_format, torch.channels_last
+            # the package's gallery default (targeted_uap): one photo x every target a pass on CPU
+            mb, other = (1, None) if gallery and device.type == "cpu" else (None, 1)
             runs = {  # variant: (memory format of the weights, loop)
                 "naive": (nchw, lambda: naive_run(model, size, make, objective, x, y, b, steps, gallery, per_step)),
-                "reprolab": (cl, lambda: reprolab_run(model, make, objective, x, y, b, steps)),
+                "reprolab": (cl, lambda: reprolab_run(model, make, objective, x, y, b, steps, mb)),
             }
             if not a.quick:
                 runs["reprolab NCHW"] = (nchw, runs["reprolab"][1])
-            if gallery:  # one image (x every target) per forward/backward pass
-                runs["reprolab micro-batch 1"] = (cl, lambda: reprolab_run(model, make, objective, x, y, b, steps, 1))
+            if gallery:
+                name = "reprolab micro-batch 1" if other else "reprolab whole batch"
+                runs[name] = (cl, lambda: reprolab_run(model, make, objective, x, y, b, steps, other))
             if a.compile:  # the data-free objective records layers, which runs the network eagerly
-                runs["reprolab compiled"] = (cl, lambda: reprolab_run(compiled, make, objective, x, y, b, steps))
+                runs["reprolab compiled"] = (cl, lambda: reprolab_run(compiled, make, objective, x, y, b, steps, mb))
             base = None
             for variant, (memory_format, fn) in runs.items():
                 model.to(memory_format=memory_format)

@@ -24,6 +24,14 @@ def test_targets_are_reached_within_the_bound(tiny_model, grey_images):
     assert history.metrics["target_rate"][-1] > history.metrics["target_rate"][0]
 
 
+def test_cpu_default_of_one_photo_per_pass_gives_the_same_program(tiny_model, grey_images):
+    kw = dict(eps=0.4, steps=3, batch_size=4, augment=False, progress=False)  # no views: deterministic
+    default, _ = targeted_uap(tiny_model, grey_images, [2, 7], **kw)  # micro_batch=1 on CPU
+    whole, _ = targeted_uap(tiny_model, grey_images, [2, 7], micro_batch=None, **kw)
+    assert torch.allclose(default.delta(), whole.delta(), atol=1e-5)
+    assert not torch.allclose(default.delta(), torch.zeros_like(default.delta()))
+
+
 def test_gradient_flows_through_the_augmentations(tiny_model, grey_images):
     program = reprolab.AdditivePerturbation(32, eps=0.1, n=3)
     objective = reprolab.Targeted([1, 2, 3], views=gallery.gallery_views(blur=1.0))
