@@ -61,6 +61,8 @@ def main():
     mode.add_argument("--quick", action="store_true")
     mode.add_argument("--long", action="store_true")
     mode.add_argument("--gpu", action="store_true")
+    p.add_argument("--only", default=None, help="run only these TASK/MAPPING entries of the plan, comma-separated "
+                                                "(results file gets an -only suffix)")
     a = p.parse_args()
     model = reprolab.load_model("efficientnet_lite0", device=reprolab.models.best_device())
     batch_size = 128 if a.gpu else 32
@@ -79,6 +81,9 @@ def main():
         plan, name = [("mnist", "frequency", 2000, 500, 32), ("squares", "frequency", 300, 100, 32),
                       ("mnist", "first", 300, 100, 32), ("mnist", "iterative", 300, 100, 32),
                       ("mnist", "frequency", 300, 100, 32)], "reprogramming"
+    if a.only:
+        plan = [e for e in plan if f"{e[0]}/{e[1]}" in a.only.split(",")]
+        name += "-only-" + a.only.replace("/", "-").replace(",", "_")
     n_held = 200 if a.quick else 2000
     runs = []
     for task, mapping, steps, every, image_size in plan:
