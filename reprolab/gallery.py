@@ -56,10 +56,10 @@ def targeted_uap(model: FrozenClassifier, x: torch.Tensor, targets: list[int], e
         augment: random views between the changed image and the network.
         fit_kwargs: passed to :func:`reprolab.fit`. Its ``micro_batch`` defaults to 1 on a
             CPU (one photo with every target per forward/backward pass, the same update)
-            and to the whole batch elsewhere: on 2 CPU cores one photo a pass trained
-            2.9x faster than the seed-style loop and 2.3x faster than the whole batch of
-            4 photos x 10 targets; on an H100 it was 4.6-7.6x slower than the whole batch
-            (``benchmarks/harness.py``, README).
+            and to the whole batch elsewhere: on 2 CPU cores, lite0, one photo a pass
+            trained 2.2-2.9x faster than the seed-style loop and 2.3-2.8x faster than the
+            whole batch of 4 photos x 10 targets (two runs); on an H100 it was 4.6-7.6x
+            slower than the whole batch (``benchmarks/harness.py``, README).
 
     Returns:
         ``(program, history)``: ``program.delta()[k]`` is the change for ``targets[k]``.
