@@ -199,6 +199,7 @@ def main():
     peak = next((v for k, v in PEAK_TFLOPS.items() if gpu and k in gpu), None)
     result = {"device_name": gpu or "cpu", "batch_size": batch, "steps_per_run": steps, "repeats": repeats,
               "quick": a.quick, "peak_bf16_tflops": peak, "complete": False, "rows": []}
+    out_name = a.name or ("harness-quick" if a.quick else "harness")
     print(f"{device} ({gpu or 'CPU'}), batch {batch}, {steps} steps per run, median of {repeats}")
     for name in names:
         model = build_model(name, device)
@@ -222,8 +223,8 @@ def main():
             if not a.quick:
                 runs["reprolab NCHW"] = (nchw, runs["reprolab"][1])
             if gallery:
-                name = "reprolab micro-batch 1" if other else "reprolab whole batch"
-                runs[name] = (cl, lambda: reprolab_run(model, make, objective, x, y, b, steps, other))
+                alternative = "reprolab micro-batch 1" if other else "reprolab whole batch"
+                runs[alternative] = (cl, lambda: reprolab_run(model, make, objective, x, y, b, steps, other))
             if a.compile:  # the data-free objective records layers, which runs the network eagerly
                 runs["reprolab compiled"] = (cl, lambda: reprolab_run(compiled, make, objective, x, y, b, steps, mb))
             base = None
@@ -243,10 +244,10 @@ def main():
                 print(f"{model.name:<28} {method:<14} {variant:<24} {row['images_per_s']:>9.1f} img/s "
                       f"{row['step_ms']:>8.1f} ms/step {row['peak_memory_mb']:>8.0f} MB "
                       f"{row['tflops']:>7.3f} TFLOP/s  x{row['speedup_vs_naive']}", flush=True)
-                write(a.name or ("harness-quick" if a.quick else "harness"), result)  # partial results survive
+                write(out_name, result)  # partial results survive
         del model, compiled
     result["complete"] = True  # the tests check it
-    write(a.name or ("harness-quick" if a.quick else "harness"), result)
+    write(out_name, result)
 
 
 if __name__ == "__main__":

@@ -66,7 +66,7 @@ def craft(model, only: list[str] | None):
         val = reprolab.fooling_rate(val_clean, reprolab.predict(model, val_x, program))
         print(f"{name:<26} validation fooling {val:.3f}  ({seconds:.0f} s on {device_name()})", flush=True)
         reprolab.save_program(path, program, model=model.name, variant=name, method=method,
-                              settings={k: v for k, v in VARIANTS[name][1].items()}, seconds=round(seconds, 1),
+                              settings=VARIANTS[name][1], seconds=round(seconds, 1),
                               crafted_on=device_name(), val_fooling_rate=val)
 
 

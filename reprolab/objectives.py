@@ -31,11 +31,11 @@ class Targeted(nn.Module):
         self.targets = torch.tensor(target, dtype=torch.long).flatten()  # kept on the CPU: checks cost no sync
         if len(self.targets) == 0 or int(self.targets.min()) < 0:
             raise ValueError(f"targets must be class indices >= 0, got {target}")
-        self.views = views
+        self.views = views or nn.Identity()
 
     def forward(self, model, program, x, y):
         adv = program(x)
-        logits = model(self.views(adv) if self.views is not None else adv)
+        logits = model(self.views(adv))
         if len(logits) != len(self.targets) * len(x):
             raise ValueError(f"{len(self.targets)} targets for a program that made {len(logits)} images "
                              f"from {len(x)}: give one target per perturbation")
@@ -121,12 +121,12 @@ class FeatureActivation(nn.Module):
             raise ValueError("no layers to maximise; pass model.block_layers() or model.conv_layers()")
         if stat not in ("l2", "mean_abs"):
             raise ValueError(f"unknown stat {stat!r}; use 'l2' (GD-UAP) or 'mean_abs' (FFF)")
-        self.layers, self.stat, self.views = list(layers), stat, views
+        self.layers, self.stat, self.views = list(layers), stat, views or nn.Identity()
 
     def forward(self, model, program, x, y):
         adv = program(x)
         with model.record(self.layers) as acts:
-            logits = model(self.views(adv) if self.views is not None else adv)
+            logits = model(self.views(adv))
         energy = []
         for name in self.layers:
             a = acts[name].float().flatten(1)
