@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import platform
@@ -25,8 +26,10 @@ def provenance() -> dict:
     commit = os.environ.get("REPROLAB_COMMIT")  # for copies of the tree without git (a GPU machine)
     if not commit:
         try:
-            commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
-                                    cwd=Path(__file__).parent).stdout.strip()
+            git = functools.partial(subprocess.run, capture_output=True, text=True, cwd=Path(__file__).parent)
+            commit = git(["git", "rev-parse", "--short", "HEAD"]).stdout.strip()
+            if git(["git", "status", "--porcelain", "--untracked-files=no", ":/reprolab", ":/benchmarks"]).stdout.strip():
+                commit += "+uncommitted"  # the code that ran differs from the commit named
         except OSError:
             commit = "unknown"
     return {"command": " ".join([Path(sys.executable).name, *sys.argv]), "commit": commit,

@@ -106,26 +106,74 @@ def load_digits(split: str = "train"):
     return x[idx], y[idx]
 
 
-def counting_squares(n: int, seed: int = 0, grid: int = 4, cell: int = 9, max_count: int = 10):
+SQUARES_SEED = 2019  # fixes which layouts are held out; never changes with the sample seed
+
+
+@functools.lru_cache(maxsize=4)
+def heldout_layouts(grid: int = 4, fraction: float = 0.2) -> torch.Tensor:
+    """Which of the ``2**(grid*grid)`` square layouts belong to the held-out side, as a bool mask.
+
+    A layout is the set of lit cells, read as a bit mask (cell ``i`` is bit ``i``, row-major).
+    For every count k, a fixed random ``fraction`` of the layouts with k squares (at least
+    one) is held out, so held-out images show layouts never seen in training at every count.
+
+    >>> held = heldout_layouts()
+    >>> int(held[[1 << i for i in range(16)]].sum())  # 3 of the 16 one-square layouts
+    3
+    """
+    cells = grid * grid
+    if cells > 20:
+        raise ValueError(f"grid={grid} has 2**{cells} layouts, too many to enumerate; use grid <= 4")
+    masks = torch.arange(2**cells)
+    counts = ((masks[:, None] >> torch.arange(cells)) & 1).sum(1)
+    score = torch.rand(2**cells, generator=torch.Generator().manual_seed(SQUARES_SEED))
+    held = torch.zeros(2**cells, dtype=torch.bool)
+    for k in range(1, cells + 1):
+        of_k = (counts == k).nonzero().squeeze(1)
+        n_held = max(1, round(fraction * len(of_k)))
+        held[of_k[score[of_k].argsort()[:n_held]]] = True
+    return held
+
+
+def counting_squares(n: int, seed: int = 0, split: str | None = None, grid: int = 4, cell: int = 9,
+                     frame: int = 1, max_count: int = 10):
     """Counting-squares images (Elsayed et al. 2019): 1-10 white squares on a 4x4 grid.
 
-    Each ``36x36`` image is a 4x4 grid of 9x9 cells; ``count`` cells, drawn uniformly
-    from 1..10, are white. The label is ``count - 1`` (class 0 means one square).
-    Seeded, generated on the fly. There are only 58,650 distinct images, so samples
-    overlap: 736 of the 2,000 held-out images (seed 1) are among the 8,000 training
-    ones (seed 0), every one-square and two-square image among them.
+    Each ``36x36`` image is a 4x4 grid of 9x9 cells; ``count`` of them, drawn uniformly
+    from 1..10, hold a square: white with a ``frame``-pixel black frame, so neighbouring
+    squares stay apart (as in the paper; with ``frame=0`` touching squares merge into one
+    blob). The label is ``count - 1`` (class 0 means one square). Seeded, made on the fly.
+
+    There are only 58,650 layouts, so independent samples repeat each other (every one-
+    and two-square layout appears in 8,000 images). ``split="train"`` or ``"heldout"``
+    draws only from that side of :func:`heldout_layouts`, so held-out images are layouts
+    the program never saw; ``None`` draws from all.
 
     >>> x, y = counting_squares(3, seed=1)
-    >>> x.shape, bool(((x.flatten(1).sum(1) / 81).long() == y + 1).all())
+    >>> x.shape, bool(((x.flatten(1).sum(1) / 49).long() == y + 1).all())
     (torch.Size([3, 1, 36, 36]), True)
     """
+    if split not in (None, "train", "heldout"):
+        raise ValueError(f"unknown split {split!r}; use 'train', 'heldout' or None")
+    if not 0 <= 2 * frame < cell:
+        raise ValueError(f"frame={frame} leaves no white inside a {cell}px cell; use 0 <= frame < {cell / 2}")
     g = torch.Generator().manual_seed(seed)
-    counts = torch.randint(1, max_count + 1, (n,), generator=g)
-    scores = torch.rand(n, grid * grid, generator=g)
-    rank = scores.argsort(1).argsort(1)  # a uniformly random order of the cells
-    on = (rank < counts[:, None]).float().view(n, 1, grid, grid)
-    x = on.repeat_interleave(cell, 2).repeat_interleave(cell, 3)
-    return x, counts - 1
+    bits = 1 << torch.arange(grid * grid)
+    counts = torch.empty(n, dtype=torch.int64)
+    on = torch.empty(n, grid * grid, dtype=torch.bool)
+    todo = torch.arange(n)
+    while len(todo):  # redraw the images whose layout belongs to the other side
+        counts[todo] = torch.randint(1, max_count + 1, (len(todo),), generator=g)
+        rank = torch.rand(len(todo), grid * grid, generator=g).argsort(1).argsort(1)
+        on[todo] = rank < counts[todo, None]  # a uniformly random set of `count` cells
+        if split is None:
+            break
+        held = heldout_layouts(grid)[(on[todo] * bits).sum(1)]
+        todo = todo[held != (split == "heldout")]
+    square = torch.zeros(cell, cell)
+    square[frame:cell - frame, frame:cell - frame] = 1
+    x = on.float().view(n, 1, grid, grid).repeat_interleave(cell, 2).repeat_interleave(cell, 3)
+    return x * square.repeat(grid, grid), counts - 1
 
 
 def _center_crop_resize(img, size: int, crop: float) -> torch.Tensor:
@@ -248,7 +296,8 @@ TASKS = {"mnist": 10, "digits": 10, "squares": 10, "cifar10": 10}
 def load_task(name: str, split: str = "train", root=None, download: bool = False):
     """A small-image task for reprogramming as ``(x, y)``: mnist, digits, squares or cifar10.
 
-    ``squares`` draws 8,000 training images (seed 0) or 2,000 held-out ones (seed 1).
+    ``squares`` draws 8,000 training images (seed 0) or 2,000 held-out ones (seed 1),
+    from disjoint sets of layouts (see :func:`counting_squares`).
     ``cifar10`` needs ``download=True`` (torchvision; online only).
     """
     if name == "mnist":
@@ -256,7 +305,9 @@ def load_task(name: str, split: str = "train", root=None, download: bool = False
     if name == "digits":
         return load_digits(split)
     if name == "squares":
-        return counting_squares(8000, seed=0) if split == "train" else counting_squares(2000, seed=1)
+        if split == "train":
+            return counting_squares(8000, seed=0, split="train")
+        return counting_squares(2000, seed=1, split="heldout")
     if name == "cifar10":
         if not download:
             raise ValueError("cifar10 is online only: pass download=True (needs network access)")

@@ -33,12 +33,38 @@ def test_digits_split():
 def test_counting_squares_labels_match_pixels():
     x, y = data.counting_squares(500, seed=3)
     assert x.shape == (500, 1, 36, 36)
-    assert torch.equal((x.flatten(1).sum(1) / 81).round().long(), y + 1)
+    assert torch.equal((x.flatten(1).sum(1) / 49).round().long(), y + 1)  # 7x7 white per square
     assert set(y.tolist()) == set(range(10))
-    # squares sit on the 4x4 grid of 9x9 cells: each cell is all-on or all-off
+    # squares sit on the 4x4 grid of 9x9 cells: a black frame, the inside all-on or all-off
     cells = x.view(500, 4, 9, 4, 9)
-    assert torch.equal(cells.amin((2, 4)), cells.amax((2, 4)))
+    inside = cells[:, :, 1:8, :, 1:8]
+    assert torch.equal(inside.amin((2, 4)), inside.amax((2, 4)))
+    assert cells[:, :, [0, 8]].max() == 0 and cells[..., [0, 8]].max() == 0
     assert torch.equal(data.counting_squares(500, seed=3)[0], x)  # seeded
+    unframed, y0 = data.counting_squares(500, seed=3, frame=0)
+    assert torch.equal((unframed.flatten(1).sum(1) / 81).round().long(), y0 + 1)
+
+
+def _layouts(x):
+    lit = x.view(-1, 4, 9, 4, 9).amax((2, 4)).flatten(1) > 0
+    return set((lit.long() << torch.arange(16)).sum(1).tolist())
+
+
+def test_squares_heldout_layouts_never_seen_in_training():
+    train, _ = data.load_task("squares", "train")
+    held, yh = data.load_task("squares", "heldout")
+    assert len(train) == 8000 and len(held) == 2000 and set(yh.tolist()) == set(range(10))
+    assert not _layouts(train) & _layouts(held)
+    assert _layouts(held) <= set(data.heldout_layouts().nonzero().squeeze(1).tolist())
+    # without a split both sides are drawn from, so a large sample overlaps the held-out layouts
+    assert _layouts(data.counting_squares(2000, seed=1)[0]) & _layouts(held)
+
+
+def test_counting_squares_bad_input():
+    with pytest.raises(ValueError, match="unknown split"):
+        data.counting_squares(4, split="test")
+    with pytest.raises(ValueError, match="frame=5"):
+        data.counting_squares(4, frame=5)
 
 
 def test_images_split_and_grayscale(data_dir):
