@@ -13,6 +13,11 @@ photos (a copy of the sample folder with ``labels.csv`` and the crafting half):
     python benchmarks/sweep.py craft       # artifacts -> results/sweep/ (needs the crafting photos)
     python benchmarks/sweep.py evaluate    # validation picks, held-out rates -> results/sweep-<device>.json
     python benchmarks/sweep.py             # both (about 6 minutes on an H100; hours on 2 CPU cores)
+
+Does a pick hold up with other random seeds (crops, flips, batches)? ``replicate``
+crafts the named variants again with each seed and reports every seed's held-out rate:
+
+    python benchmarks/sweep.py replicate --only none-1000-jitter0.25 --seeds 1,2
 """
 
 from __future__ import annotations
@@ -20,6 +25,7 @@ from __future__ import annotations
 import argparse
 import json
 import time
+from pathlib import Path
 
 import torch
 
@@ -52,23 +58,29 @@ def validation_photos(photos: torch.Tensor, method: str) -> torch.Tensor:
     return photos if method == "none" else photos[200:]
 
 
-def craft(model, only: list[str] | None):
+def artifact(name: str, seed: int = 0) -> Path:
+    return SWEEP / (f"{name}.safetensors" if seed == 0 else f"{name}-seed{seed}.safetensors")
+
+
+def craft(model, only: list[str] | None, seeds: tuple[int, ...] = (0,)):
     photos, _ = data.load_images(size=model.input_size, crop=model.crop, split="craft")
     SWEEP.mkdir(parents=True, exist_ok=True)
     for name, (method, kw) in VARIANTS.items():
-        path = SWEEP / f"{name}.safetensors"
-        if (only and name not in only) or path.exists():  # resumable: a crafted variant is kept
-            continue
-        kw = dict(kw, layers=model.conv_layers()) if kw.get("layers") == "conv" else kw
-        t = time.perf_counter()
-        if method == "sgd":
-            program, _ = uap.sgd_uap(model, photos[:200], EPS, schedule="cosine", progress=False, **kw)
-        else:
-            program, _ = datafree.datafree_uap(model, method, None, EPS, schedule="cosine", progress=False, **kw)
-        seconds = time.perf_counter() - t
-        print(f"{name:<26} crafted in {seconds:.0f} s on {device_name()}", flush=True)
-        reprolab.save_program(path, program, model=model.name, variant=name, method=method,
-                              settings=VARIANTS[name][1], seconds=round(seconds, 1), crafted_on=device_name())
+        for seed in seeds:
+            path = artifact(name, seed)
+            if (only and name not in only) or path.exists():  # resumable: a crafted variant is kept
+                continue
+            kw = dict(kw, layers=model.conv_layers()) if kw.get("layers") == "conv" else kw
+            t = time.perf_counter()
+            if method == "sgd":
+                program, _ = uap.sgd_uap(model, photos[:200], EPS, schedule="cosine", progress=False, seed=seed, **kw)
+            else:
+                program, _ = datafree.datafree_uap(model, method, None, EPS, schedule="cosine", progress=False,
+                                                   seed=seed, **kw)
+            seconds = time.perf_counter() - t
+            print(f"{path.stem:<32} crafted in {seconds:.0f} s on {device_name()}", flush=True)
+            reprolab.save_program(path, program, model=model.name, variant=name, method=method, seed=seed,
+                                  settings=VARIANTS[name][1], seconds=round(seconds, 1), crafted_on=device_name())
 
 
 def evaluate(model):
@@ -100,13 +112,38 @@ def evaluate(model):
     write("sweep", {"model": model.name, "eps": EPS, "heldout_photos": len(held_y), "picked": picked, "runs": runs})
 
 
+def replicate(model, names: list[str], seeds: tuple[int, ...]):
+    """Craft ``names`` with each seed (seed 0 is the sweep's own) and report every held-out rate."""
+    craft(model, names, seeds)
+    held_x, held_y = data.load_images(size=model.input_size, crop=model.crop, split="heldout")
+    clean = reprolab.predict(model, held_x)
+    runs = []
+    for name in names:
+        for seed in (0, *seeds):
+            program, meta = reprolab.load_program(artifact(name, seed))
+            m = reprolab.evaluate_perturbation(model, program.to(model.mean.device), held_x, held_y, clean=clean)
+            runs.append({"variant": name, "seed": seed, "seconds": meta["seconds"],
+                         "crafted_on": meta["crafted_on"], "heldout": m})
+            print(f"{name:<26} seed {seed}  held-out fooling {m['fooling_rate']:.3f}  error {m['error_rate']:.3f}",
+                  flush=True)
+    write("sweep-replicates", {"model": model.name, "eps": EPS, "heldout_photos": len(held_y), "runs": runs})
+
+
 def main():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("phase", nargs="?", choices=["craft", "evaluate", "both"], default="both")
+    p.add_argument("phase", nargs="?", choices=["craft", "evaluate", "both", "replicate"], default="both")
     p.add_argument("--only", default=None, help="comma-separated variant names to craft")
+    p.add_argument("--seeds", default="1,2", help="replicate: comma-separated seeds besides the sweep's 0")
     a = p.parse_args()
+    unknown = set(a.only.split(",") if a.only else ()) - set(VARIANTS)
+    if unknown:
+        p.error(f"unknown variant(s) {sorted(unknown)}; choose from {', '.join(VARIANTS)}")
     torch.manual_seed(0)
     model = reprolab.load_model("efficientnet_lite0", device=reprolab.models.best_device())
+    if a.phase == "replicate":
+        if not a.only:
+            p.error("replicate needs --only VARIANT[,VARIANT...]")
+        replicate(model, a.only.split(","), tuple(int(s) for s in a.seeds.split(",")))
     if a.phase in ("craft", "both"):
         craft(model, a.only.split(",") if a.only else None)
     if a.phase in ("evaluate", "both"):
