@@ -157,6 +157,8 @@ def counting_squares(n: int, seed: int = 0, split: str | None = None, grid: int 
         raise ValueError(f"unknown split {split!r}; use 'train', 'heldout' or None")
     if not 0 <= 2 * frame < cell:
         raise ValueError(f"frame={frame} leaves no white inside a {cell}px cell; use 0 <= frame < {cell / 2}")
+    if not 1 <= max_count <= grid * grid:
+        raise ValueError(f"max_count={max_count} squares do not fit a {grid}x{grid} grid; use 1..{grid * grid}")
     g = torch.Generator().manual_seed(seed)
     bits = 1 << torch.arange(grid * grid)
     counts = torch.empty(n, dtype=torch.int64)

@@ -65,6 +65,8 @@ def test_counting_squares_bad_input():
         data.counting_squares(4, split="test")
     with pytest.raises(ValueError, match="frame=5"):
         data.counting_squares(4, frame=5)
+    with pytest.raises(ValueError, match="max_count=17"):
+        data.counting_squares(4, max_count=17)
 
 
 def test_images_split_and_grayscale(data_dir):
