@@ -14,6 +14,7 @@ at 2,000 steps.
     python benchmarks/reprogramming.py --long     # about 55 minutes -> reprogramming-long-*.json
     python benchmarks/reprogramming.py --gpu      # about 8 minutes on an H100 -> reprogramming-gpu-*.json
     python benchmarks/reprogramming.py --quick    # minutes: smoke test of the harness
+    python benchmarks/reprogramming.py --long --only squares/frequency --steps 5000   # one longer run
 """
 
 from __future__ import annotations
@@ -64,6 +65,8 @@ def main():
     mode.add_argument("--gpu", action="store_true")
     p.add_argument("--only", default=None, help="run only these TASK/MAPPING entries of the plan, comma-separated "
                                                 "(results file gets an -only suffix)")
+    p.add_argument("--steps", type=int, default=None, help="run every entry of the plan this many steps "
+                                                           "(results file gets a -<N>steps suffix)")
     a = p.parse_args()
     model = reprolab.load_model("efficientnet_lite0", device=reprolab.models.best_device())
     batch_size = 128 if a.gpu else 32
@@ -86,6 +89,9 @@ def main():
     if a.only:
         plan = [e for e in plan if f"{e[0]}/{e[1]}" in a.only.split(",")]
         name += "-only-" + a.only.replace("/", "-").replace(",", "_")
+    if a.steps:
+        plan = [(task, mapping, a.steps, max(1, a.steps // 8), side) for task, mapping, _, _, side in plan]
+        name += f"-{a.steps}steps"
     n_held = 200 if a.quick else 2000
     runs = []
     for task, mapping, steps, every, image_size in plan:
