@@ -2,6 +2,7 @@ import json
 
 import pytest
 
+from reprolab import load_program
 from reprolab.cli import main
 
 
@@ -24,3 +25,13 @@ def test_top1_json_on_heldout(capsys, data_dir):
 def test_errors_are_one_clear_line(capsys, argv, match):
     assert main(argv) == 2
     assert match in capsys.readouterr().err
+
+
+def test_reprogram_squares_keep_their_drawn_size(tmp_path, capsys):
+    out = tmp_path / "squares.safetensors"
+    assert main(["reprogram", "--task", "squares", "--mapping", "first", "--steps", "2", "--batch-size", "4",
+                 "--size", "64", "--out", str(out), "--json"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert result["n"] == 2000 and 0 <= result["heldout_accuracy"] <= 1
+    program, meta = load_program(out)
+    assert program.image_size == 36 and meta["task"] == "squares"
