@@ -14,7 +14,7 @@ at 2,000 steps.
     python benchmarks/reprogramming.py --long     # about 55 minutes -> reprogramming-long-*.json
     python benchmarks/reprogramming.py --gpu      # about 8 minutes on an H100 -> reprogramming-gpu-*.json
     python benchmarks/reprogramming.py --quick    # minutes: smoke test of the harness
-    python benchmarks/reprogramming.py --long --only squares/frequency --steps 5000   # one longer run
+    python benchmarks/reprogramming.py --long --only squares/frequency --steps 4000   # one longer run
 """
 
 from __future__ import annotations
