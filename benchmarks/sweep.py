@@ -89,7 +89,7 @@ def evaluate(model):
     clean, photos_clean = reprolab.predict(model, held_x), reprolab.predict(model, photos)
     runs = []
     for name in VARIANTS:
-        path = SWEEP / f"{name}.safetensors"
+        path = artifact(name)
         if not path.exists():
             continue
         program, meta = reprolab.load_program(path)
@@ -114,7 +114,7 @@ def evaluate(model):
 
 def replicate(model, names: list[str], seeds: tuple[int, ...]):
     """Craft ``names`` with each seed (seed 0 is the sweep's own) and report every held-out rate."""
-    craft(model, names, seeds)
+    craft(model, names, (0, *seeds))  # the sweep's own seed-0 artifact too, if it is missing
     held_x, held_y = data.load_images(size=model.input_size, crop=model.crop, split="heldout")
     clean = reprolab.predict(model, held_x)
     runs = []
