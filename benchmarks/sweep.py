@@ -66,11 +66,11 @@ def craft(model, only: list[str] | None, seeds: tuple[int, ...] = (0,)):
     photos, _ = data.load_images(size=model.input_size, crop=model.crop, split="craft")
     SWEEP.mkdir(parents=True, exist_ok=True)
     for name, (method, kw) in VARIANTS.items():
+        kw = dict(kw, layers=model.conv_layers()) if kw.get("layers") == "conv" else kw
         for seed in seeds:
             path = artifact(name, seed)
             if (only and name not in only) or path.exists():  # resumable: a crafted variant is kept
                 continue
-            kw = dict(kw, layers=model.conv_layers()) if kw.get("layers") == "conv" else kw
             t = time.perf_counter()
             if method == "sgd":
                 program, _ = uap.sgd_uap(model, photos[:200], EPS, schedule="cosine", progress=False, seed=seed, **kw)

@@ -102,8 +102,8 @@ def _cmd_reprogram(args) -> dict:
     model = _load_model(args.model, args)
     x, y = data.load_task(args.task, "train", root=args.data_root, download=args.download)
     hx, hy = data.load_task(args.task, "heldout", root=args.data_root, download=args.download)
-    # squares keep their drawn 36 px: upscaled, their 1 px frames blur and they learn far slower
-    image_size = args.image_size or (36 if args.task == "squares" else None)
+    # squares keep their drawn size: upscaled, their 1 px frames blur and they learn far slower
+    image_size = args.image_size or (x.shape[-1] if args.task == "squares" else None)
     program, history = reprogram(model, x, y, n_task=data.TASKS[args.task], mapping=args.mapping, m=args.m,
                                  steps=args.steps, batch_size=args.batch_size, lr=args.lr, size=args.size,
                                  image_size=image_size, progress=not args.json,
