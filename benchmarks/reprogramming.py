@@ -15,6 +15,7 @@ at 2,000 steps.
     python benchmarks/reprogramming.py --gpu      # about 8 minutes on an H100 -> reprogramming-gpu-*.json
     python benchmarks/reprogramming.py --quick    # minutes: smoke test of the harness
     python benchmarks/reprogramming.py --long --only squares/frequency --steps 4000   # one longer run
+    python benchmarks/reprogramming.py --gpu --only squares/frequency --canvas 224   # at lite0's own input size
 """
 
 from __future__ import annotations
@@ -48,7 +49,7 @@ def run(model, task, mapping, steps, eval_every, n_held, size=128, image_size=32
     program, _ = reprogram(model, x, y, mapping=mapping, steps=steps, size=size, image_size=image_size,
                            batch_size=batch_size, lr=0.05, schedule="cosine", progress=False, log_every=eval_every,
                            callback=evaluate)
-    suffix = "" if batch_size == 32 else f"-b{batch_size}"
+    suffix = ("" if batch_size == 32 else f"-b{batch_size}") + ("" if size == 128 else f"-canvas{size}")
     reprolab.save_program(RESULTS / f"reprogram-{task}-{mapping}-{steps}-{image_size}px{suffix}.safetensors", program,
                           model=model.name, task=task, mapping=mapping, **curve[-1])
     names = [model.class_names[i] for i in program.index[:, 0].tolist()]
@@ -67,6 +68,8 @@ def main():
                                                 "(results file gets an -only suffix)")
     p.add_argument("--steps", type=int, default=None, help="run every entry of the plan this many steps "
                                                            "(results file gets a -<N>steps suffix)")
+    p.add_argument("--canvas", type=int, default=128, help="side of the program's canvas, the network's input "
+                                                           "(results file gets a -canvas<N> suffix unless 128)")
     a = p.parse_args()
     model = reprolab.load_model("efficientnet_lite0", device=reprolab.models.best_device())
     batch_size = 128 if a.gpu else 32
@@ -92,11 +95,14 @@ def main():
     if a.steps:
         plan = [(task, mapping, a.steps, max(1, a.steps // 8), side) for task, mapping, _, _, side in plan]
         name += f"-{a.steps}steps"
+    if a.canvas != 128:
+        name += f"-canvas{a.canvas}"
     n_held = 200 if a.quick else 2000
     runs = []
     for task, mapping, steps, every, image_size in plan:
         print(f"{task}, {mapping} mapping, {steps} steps, {image_size} px task image")
-        runs.append(run(model, task, mapping, steps, every, n_held, image_size=image_size, batch_size=batch_size))
+        runs.append(run(model, task, mapping, steps, every, n_held, size=a.canvas, image_size=image_size,
+                        batch_size=batch_size))
         write(name, {"model": model.name, "runs": runs})
 
 
