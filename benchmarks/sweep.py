@@ -56,6 +56,9 @@ VARIANTS = {  # name -> (method, keyword arguments)
     "none-1000-jitter0.125": ("none", dict(steps=1000, jitter=0.125, batch_size=16)),
     "none-3000-jitter0.25": ("none", dict(steps=3000, jitter=0.25, batch_size=16)),
     "none-1000-jitter0.25-b32": ("none", dict(steps=1000, jitter=0.25, batch_size=32)),
+    # the second sweep's validation pick, early-stopped on the validation photos (its
+    # validation rate is then the best of 60 checkpoints: optimistic by construction)
+    "none-3000-jitter0.5-es": ("none", dict(steps=3000, jitter=0.5, batch_size=16, val="photos", check_every=50)),
 }
 SWEEP = RESULTS / "sweep"
 
@@ -75,6 +78,7 @@ def craft(model, only: list[str] | None, seeds: tuple[int, ...] = (0,)):
     SWEEP.mkdir(parents=True, exist_ok=True)
     for name, (method, kw) in VARIANTS.items():
         kw = dict(kw, layers=model.conv_layers()) if kw.get("layers") == "conv" else kw
+        kw = dict(kw, val=validation_photos(photos, method)) if kw.get("val") == "photos" else kw
         for seed in seeds:
             path = artifact(name, seed)
             if (only and name not in only) or path.exists():  # resumable: a crafted variant is kept
