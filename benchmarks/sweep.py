@@ -95,13 +95,13 @@ def craft(model, only: list[str] | None, seeds: tuple[int, ...] = (0,)):
                                   settings=VARIANTS[name][1], seconds=round(seconds, 1), crafted_on=device_name())
 
 
-def crafted() -> dict[str, dict[int, Path]]:
-    """The artifacts in ``results/sweep/``: variant -> seed -> path, in ``VARIANTS`` order."""
+def crafted() -> dict[str, dict[int, tuple]]:
+    """The artifacts in ``results/sweep/``, loaded: variant -> seed -> ``(program, meta)``, in ``VARIANTS`` order."""
     found = {name: {} for name in VARIANTS}
     for path in sorted(SWEEP.glob("*.safetensors")):
-        meta = reprolab.load_program(path)[1]
+        program, meta = reprolab.load_program(path)
         if meta.get("variant") in found:  # the first sweep's artifacts name no seed: they are seed 0
-            found[meta["variant"]][meta.get("seed", 0)] = path
+            found[meta["variant"]][meta.get("seed", 0)] = program, meta
     return {name: dict(sorted(seeds.items())) for name, seeds in found.items() if seeds}
 
 
@@ -115,8 +115,7 @@ def evaluate(model):
         method, settings = VARIANTS[name]
         val_x, val_clean = validation_photos(photos, method), validation_photos(photos_clean, method)
         runs = []
-        for seed, path in seeds.items():
-            program, meta = reprolab.load_program(path)
+        for seed, (program, meta) in seeds.items():
             program = program.to(model.mean.device)
             val = reprolab.fooling_rate(val_clean, reprolab.predict(model, val_x, program))
             m = reprolab.evaluate_perturbation(model, program, held_x, held_y, clean=clean)
