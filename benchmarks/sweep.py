@@ -59,6 +59,9 @@ VARIANTS = {  # name -> (method, keyword arguments)
     # the second sweep's validation pick, early-stopped on the validation photos (its
     # validation rate is then the best of 60 checkpoints: optimistic by construction)
     "none-3000-jitter0.5-es": ("none", dict(steps=3000, jitter=0.5, batch_size=16, val="photos", check_every=50)),
+    # the third sweep (CPU): the reference code's procedure, halving when 60 % of the
+    # perturbation saturates and keeping the best on validation (checked before halving)
+    "none-3000-halve0.6-es": ("none", dict(steps=3000, halve_at=0.6, val="photos", check_every=50)),
 }
 SWEEP = RESULTS / "sweep"
 

@@ -81,6 +81,16 @@ def test_validation_early_stopping_keeps_the_best(tiny_model):
     assert final == pytest.approx(max(rates))
 
 
+def test_halving_validates_first_so_the_saturated_perturbation_is_the_candidate(tiny_model):
+    # one check, at the end, with a threshold that always fires: the check halves the perturbation
+    kw = dict(eps=0.2, steps=10, check_every=10, halve_at=1e-3, progress=False)
+    halved, _ = datafree_uap(tiny_model, "none", **kw)
+    assert halved.delta().abs().max() <= 0.1 + 1e-7  # no val: what is returned is the halved one
+    kept, history = datafree_uap(tiny_model, "none", val=torch.rand(8, 3, 32, 32), **kw)
+    assert history.metrics["saturation"][-1] >= 1e-3
+    assert reprolab.datafree.saturation(kept) == pytest.approx(history.metrics["saturation"][-1])
+
+
 def test_clear_errors(tiny_model):
     flat = reprolab.wrap_model(nn.Sequential(nn.Flatten(), nn.LazyLinear(10)), input_size=32)
     with pytest.raises(ValueError, match="no convolutional layers"):
