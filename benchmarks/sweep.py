@@ -20,6 +20,9 @@ flips, batches) and picked by their mean validation rate; ``evaluate`` reports e
 
     python benchmarks/sweep.py craft --seeds 0,1,2          # every variant, three seeds
     python benchmarks/sweep.py craft --only none-300 --seeds 3,4
+
+Artifacts stay out of git, so ``evaluate`` keeps the results-file entries of variants
+with no artifact here and re-evaluates the rest: a sweep can grow over machines.
 """
 
 from __future__ import annotations
@@ -35,7 +38,7 @@ import torch
 import reprolab
 from reprolab import data, datafree, uap
 
-from common import RESULTS, device_name, write
+from common import RESULTS, device_name, provenance, write
 
 EPS = 10 / 255
 VARIANTS = {  # name -> (method, keyword arguments)
@@ -108,13 +111,34 @@ def crafted() -> dict[str, dict[int, tuple]]:
     return {name: dict(sorted(seeds.items())) for name, seeds in found.items() if seeds}
 
 
+def earlier_results() -> dict[str, dict]:
+    """Variant entries of this device's results file, each with the commit that evaluated it."""
+    path = RESULTS / f"sweep-{device_name()}.json"
+    if not path.exists():
+        return {}
+    old = json.loads(path.read_text())
+    return {v["variant"]: {**v, "commit": v.get("commit", old["commit"])} for v in old["variants"]}
+
+
 def evaluate(model):
-    """Validation and held-out rates of every crafted artifact; each method's pick by mean validation."""
+    """Validation and held-out rates of every crafted artifact; each method's pick by mean validation.
+
+    A variant with no artifact here keeps its entry from the results file (artifacts are
+    not committed, so a sweep can grow across machines and sessions); one with artifacts
+    is evaluated again and its entry replaced.
+    """
     photos, _ = data.load_images(size=model.input_size, crop=model.crop, split="craft")
     held_x, held_y = data.load_images(size=model.input_size, crop=model.crop, split="heldout")
     clean, photos_clean = reprolab.predict(model, held_x), reprolab.predict(model, photos)
+    found, kept, commit = crafted(), earlier_results(), provenance()["commit"]
     variants = []
-    for name, seeds in crafted().items():
+    for name in VARIANTS:
+        if name not in found:
+            if name in kept and kept[name]["settings"] == json.loads(json.dumps(VARIANTS[name][1])):
+                variants.append(kept[name])
+                print(f"{name:<26} kept from commit {kept[name]['commit']}: no artifact here", flush=True)
+            continue
+        seeds = found[name]
         method, settings = VARIANTS[name]
         val_x, val_clean = validation_photos(photos, method), validation_photos(photos_clean, method)
         runs = []
@@ -126,7 +150,8 @@ def evaluate(model):
                          "val_fooling_rate": val, "heldout": m})
             print(f"{name:<26} seed {seed}  validation {val:.3f}  held-out fooling {m['fooling_rate']:.3f}"
                   f"  error {m['error_rate']:.3f}", flush=True)
-        variants.append({"variant": name, "method": method, "settings": settings, "validation_photos": len(val_x),
+        variants.append({"variant": name, "commit": commit, "method": method, "settings": settings,
+                         "validation_photos": len(val_x),
                          "seeds": len(runs), "val_fooling_rate": mean(r["val_fooling_rate"] for r in runs),
                          "heldout_fooling_rate": mean(r["heldout"]["fooling_rate"] for r in runs), "runs": runs})
     picked = {}
