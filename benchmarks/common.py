@@ -37,11 +37,16 @@ def provenance() -> dict:
             "torch": torch.__version__, "threads": torch.get_num_threads()}
 
 
+def result_path(name: str) -> Path:
+    """``results/<name>-<device>.json``: where :func:`write` puts this device's results."""
+    return RESULTS / f"{name}-{device_name()}.json"
+
+
 def write(name: str, result: dict) -> Path:
     """Write ``results/<name>-<device>.json`` atomically and print where."""
     from reprolab.artifacts import atomic_write
 
-    path = RESULTS / f"{name}-{device_name()}.json"
+    path = result_path(name)
     text = json.dumps({**provenance(), **result}, indent=2)
     atomic_write(path, lambda tmp: Path(tmp).write_text(text + "\n"))
     print(f"wrote {path}")

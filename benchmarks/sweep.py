@@ -38,7 +38,7 @@ import torch
 import reprolab
 from reprolab import data, datafree, uap
 
-from common import RESULTS, device_name, provenance, write
+from common import RESULTS, device_name, provenance, result_path, write
 
 EPS = 10 / 255
 VARIANTS = {  # name -> (method, keyword arguments)
@@ -112,12 +112,21 @@ def crafted() -> dict[str, dict[int, tuple]]:
 
 
 def earlier_results() -> dict[str, dict]:
-    """Variant entries of this device's results file, each with the commit that evaluated it."""
-    path = RESULTS / f"sweep-{device_name()}.json"
+    """Variant entries of this device's results file, each with the commit that evaluated it.
+
+    Entries whose settings no longer match ``VARIANTS`` are stale and left out.
+    """
+    path = result_path("sweep")
     if not path.exists():
         return {}
-    old = json.loads(path.read_text())
-    return {v["variant"]: {**v, "commit": v.get("commit", old["commit"])} for v in old["variants"]}
+    old, kept = json.loads(path.read_text()), {}
+    for v in old["variants"]:
+        name = v["variant"]
+        if name in VARIANTS and v["settings"] == json.loads(json.dumps(VARIANTS[name][1])):
+            kept[name] = {**v, "commit": v.get("commit", old["commit"])}
+        else:
+            print(f"{name:<26} dropped from the results file: no longer a variant with those settings", flush=True)
+    return kept
 
 
 def evaluate(model):
@@ -134,7 +143,7 @@ def evaluate(model):
     variants = []
     for name in VARIANTS:
         if name not in found:
-            if name in kept and kept[name]["settings"] == json.loads(json.dumps(VARIANTS[name][1])):
+            if name in kept:
                 variants.append(kept[name])
                 print(f"{name:<26} kept from commit {kept[name]['commit']}: no artifact here", flush=True)
             continue
