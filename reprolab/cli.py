@@ -81,7 +81,8 @@ def _cmd_uap(args) -> dict:
     t = time.perf_counter()
     if args.method == "sgd":
         program, history = uap.sgd_uap(model, x, args.eps, args.norm, steps=args.steps,
-                                       batch_size=args.batch_size, schedule=args.schedule, progress=not args.json)
+                                       batch_size=args.batch_size, schedule=args.schedule, loss=args.loss,
+                                       progress=not args.json)
     else:
         program, history = uap.deepfool_uap(model, x, args.eps, args.norm, max_passes=args.passes,
                                             progress=not args.json)
@@ -105,7 +106,8 @@ def _cmd_reprogram(args) -> dict:
     # squares keep their drawn size: upscaled, their 1 px frames blur and they learn far slower
     image_size = args.image_size or (x.shape[-1] if args.task == "squares" else None)
     program, history = reprogram(model, x, y, n_task=data.TASKS[args.task], mapping=args.mapping, m=args.m,
-                                 steps=args.steps, batch_size=args.batch_size, lr=args.lr, size=args.size,
+                                 steps=args.steps, batch_size=args.batch_size, lr=args.lr, schedule=args.schedule,
+                                 size=args.size,
                                  image_size=image_size, progress=not args.json,
                                  log_every=max(1, args.steps // 20))
     acc = metrics.accuracy(task_predict(model, program, hx), hy)
@@ -152,50 +154,53 @@ def _cmd_gallery(args) -> dict:
     return out
 
 
-def _evaluate_gallery(args) -> dict:
-    from .gallery import load_gallery
-
-    ids, program, index = load_gallery(args.artifact)
-    name = args.model or index["settings"]["model"]
-    model = _load_model(name, args)
-    x, _ = _images_for(model, args, args.split)
-    rates = metrics.targeted_success(model, program.to(model.mean.device), x, ids)
-    per_class = [{"id": c, "name": model.class_names[c], "target_success": s, "target_prob": p}
-                 for c, s, p in zip(ids, rates["per_class"], rates["per_class_prob"])]
-    out = {"artifact": str(args.artifact), "model": name, "split": args.split, "n": rates["n"],
-           "target_success": rates["target_success"], "target_prob": rates["target_prob"], "per_class": per_class}
-    if not args.json:
-        for r in per_class:
-            print(f"{r['id']:>4} {r['name'][:30]:<30} success {r['target_success']:.1%}")
-        print(f"mean target success {out['target_success']:.1%} on {out['n']} {args.split} images")
-    return out
-
-
 def _cmd_evaluate(args) -> dict:
     from pathlib import Path
 
-    from .programs import ReprogrammingFrame, load_program
-    from .reprogram import task_predict
+    from . import zoo
+    from .gallery import load_gallery, parse_classes
+    from .programs import load_program
 
-    if Path(args.artifact).is_dir():
-        return _evaluate_gallery(args)
-    program, meta = load_program(args.artifact)
+    artifact = zoo.resolve(args.artifact)  # zoo:NAME -> the entry's checked file
+    if artifact.is_dir():
+        ids, program, index = load_gallery(artifact)
+        meta = {"model": index["settings"]["model"], "targets": ids}
+    else:
+        program, meta = load_program(artifact)
     name = args.model or meta.get("model")
     if name is None:
         raise ValueError(f"{args.artifact} does not name its model; pass --model")
     model = _load_model(name, args)
-    program = program.to(next(model.parameters()).device)
-    out = {"artifact": str(args.artifact), "model": name}
-    if isinstance(program, ReprogrammingFrame):
-        hx, hy = data.load_task(meta["task"], "heldout", root=args.data_root)
-        out.update(task=meta["task"], heldout_accuracy=metrics.accuracy(task_predict(model, program, hx), hy),
-                   n=len(hy))
-    else:
-        x, y = _images_for(model, args, args.split)
-        out.update(split=args.split, **metrics.evaluate_perturbation(model, program, x, y))
+    classes = parse_classes(args.classes, model.class_names) if args.classes else None
+    program = program.to(model.mean.device)
+    out = {"artifact": str(args.artifact), "model": name,
+           **metrics.evaluate_program(model, program, meta, images=args.images, split=args.split,
+                                      root=args.data_root, download=args.download, classes=classes)}
     if not args.json:
-        print(", ".join(f"{k}: {v:.3f}" if isinstance(v, float) else f"{k}: {v}" for k, v in out.items()))
+        for r in out.get("per_class", []):
+            print(f"{r['id']:>4} {r['name'][:30]:<30} success {r['target_success']:.1%}")
+        print(", ".join(f"{k}: {v:.3f}" if isinstance(v, float) else f"{k}: {v}"
+                        for k, v in out.items() if k != "per_class"))
     return out
+
+
+def _cmd_zoo(args) -> dict:
+    from . import zoo
+
+    if args.action == "info":
+        if not args.name:
+            raise ValueError("`reprolab zoo info` needs an entry name; `reprolab zoo list` shows them")
+        entry = zoo.info(args.name)
+        if not args.json:
+            print(json.dumps(entry, indent=2))
+        return entry
+    rows = [zoo.info(n) for n in zoo.names(args.kind)]
+    if not args.json:
+        for r in rows:
+            shown = {k: v for k, v in r["metrics"].items() if isinstance(v, float)}
+            text = ", ".join(f"{k} {v:.1%}" for k, v in shown.items())
+            print(f"{r['name']:<46} {r['kind']:<10} {text} (n={r['metrics']['n']})")
+    return {"entries": rows}
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -231,6 +236,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--steps", type=int, default=300, help="SGD steps")
     s.add_argument("--batch-size", type=int, default=32)
     s.add_argument("--schedule", choices=["constant", "cosine"], default="constant", help="SGD learning-rate schedule")
+    s.add_argument("--loss", choices=["clamped_ce", "margin"], default="clamped_ce", help="SGD-UAP loss")
     s.add_argument("--passes", type=int, default=5, help="DeepFool-UAP passes over the images")
     s.add_argument("--out", required=True, help="output .safetensors file")
 
@@ -242,6 +248,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--steps", type=int, default=2000)
     s.add_argument("--batch-size", type=int, default=32)
     s.add_argument("--lr", type=float, default=0.05)
+    s.add_argument("--schedule", choices=["constant", "cosine"], default="cosine", help="learning-rate schedule")
     s.add_argument("--size", type=int, default=None, help="canvas side (default: the model's input size)")
     s.add_argument("--image-size", type=int, default=None, help="side of the embedded image (default: size/3; 36 for squares)")
     s.add_argument("--out", required=True, help="output .safetensors file")
@@ -277,11 +284,17 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--classes-per-run", type=int, default=10)
     s.add_argument("--out", required=True, help="output folder (rerun the same command to resume)")
 
-    s = add("evaluate", _cmd_evaluate, "held-out metrics of a saved artifact or gallery folder")
-    s.add_argument("artifact")
+    s = add("evaluate", _cmd_evaluate, "held-out metrics of a saved artifact, gallery folder or zoo entry")
+    s.add_argument("artifact", help="a .safetensors file, a gallery folder, or zoo:NAME (see `reprolab zoo list`)")
     s.add_argument("--model", default=None, help="default: the model named in the artifact")
     s.add_argument("--images", default=None, help="photo folder (default: <data root>/imagenet-sample)")
     s.add_argument("--split", default="heldout", choices=["all", "craft", "heldout"])
+    s.add_argument("--classes", default=None, help="galleries: measure only these classes (ids or names, commas)")
+
+    s = add("zoo", _cmd_zoo, "pretrained programs by name: list them, or show one entry")
+    s.add_argument("action", choices=["list", "info"])
+    s.add_argument("name", nargs="?", help="the entry, for `info`")
+    s.add_argument("--kind", default=None, choices=["reprogram", "uap", "datafree", "gallery"])
     return p
 
 

@@ -166,3 +166,48 @@ def miou(pred: torch.Tensor, ref: torch.Tensor, num_classes: int) -> float:
     union = torch.bincount(p, minlength=num_classes) + torch.bincount(r, minlength=num_classes) - inter
     present = union > 0
     return (inter[present] / union[present]).mean().item()
+
+
+def evaluate_program(model: FrozenClassifier, program, meta: dict, images=None, split: str = "heldout",
+                     root=None, download: bool = False, classes: list[int] | None = None) -> dict:
+    """The metrics ``reprolab evaluate`` reports for a saved program, by its kind.
+
+    * a :class:`~reprolab.programs.ReprogrammingFrame`: ``heldout_accuracy`` on its task's
+      held-out images (``meta["task"]``);
+    * an additive program with ``meta["targets"]`` (a gallery): ``target_success`` and
+      ``target_prob``, per class too, on the ``split`` of the photos (only ``classes``
+      when given);
+    * any other additive program: ``fooling_rate``, ``error_rate`` and ``clean_accuracy``.
+
+    Every result has ``n``, the number of images measured.
+    """
+    from . import data
+    from .programs import ReprogrammingFrame
+
+    if isinstance(program, ReprogrammingFrame):
+        from .reprogram import task_predict
+
+        if "task" not in meta:
+            raise ValueError("this reprogramming artifact does not name its task (metadata 'task')")
+        hx, hy = data.load_task(meta["task"], "heldout", root=root, download=download)
+        return {"task": meta["task"], "split": "heldout",
+                "heldout_accuracy": accuracy(task_predict(model, program, hx), hy), "n": len(hy)}
+    x, y = data.load_images(images, model.input_size, split=split, crop=model.crop, root=root, download=download)
+    targets = meta.get("targets")
+    if targets is None and len(program.w) > 1:
+        raise ValueError(f"the artifact holds {len(program.w)} perturbations but no 'targets' list in its "
+                         "metadata, so there is nothing to measure them against")
+    if targets is None:
+        return {"split": split, **evaluate_perturbation(model, program, x, y)}
+    keep = list(range(len(targets)))
+    if classes is not None:
+        missing = sorted(set(classes) - set(targets))
+        if missing:
+            raise ValueError(f"classes {missing} are not in this artifact (it has {len(targets)} classes)")
+        keep = [targets.index(c) for c in classes]
+    ids = [targets[k] for k in keep]
+    rates = targeted_success(model, program.select(keep), x, ids)
+    per_class = [{"id": c, "name": model.class_names[c], "target_success": s, "target_prob": p}
+                 for c, s, p in zip(ids, rates["per_class"], rates["per_class_prob"])]
+    return {"split": split, "target_success": rates["target_success"], "target_prob": rates["target_prob"],
+            "n": rates["n"], "per_class": per_class}

@@ -1,0 +1,219 @@
+"""The zoo's recipes: remake any entry of ``reprolab.zoo`` from scratch, then publish it.
+
+Every entry is one ``reprolab`` command (the recipe). ``craft`` runs it on the best
+device into ``benchmarks/results/zoo/`` (ignored by git; an entry already crafted is
+skipped, galleries resume per class); ``publish`` stores a float16 copy in
+``reprolab/zoo/``, measures it with the same code as ``reprolab evaluate`` (float32 and
+float16 side by side: the copy must not move the metric by more than 0.2 points, else it
+is kept in float32) and records settings, metrics, command and provenance in the manifest.
+
+    python benchmarks/zoo.py list                                  # recipes and their cost
+    python benchmarks/zoo.py craft --only uap-sgd-l2-efficientnet_lite0
+    python benchmarks/zoo.py publish --only uap-sgd-l2-efficientnet_lite0
+    python benchmarks/zoo.py publish --only NAME --from FILE       # publish a file made elsewhere
+
+Entries sized for a GPU say so: ``craft`` refuses them on a CPU unless given ``--anyway``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+
+from common import RESULTS, device_name, provenance
+
+WORK = RESULTS / "zoo"
+L0 = "efficientnet_lite0"
+SAMPLE = "imagenet-sample, held-out half (250 photos, never used for crafting; data.split_indices seed 0)"
+PHOTOS = {"reprogram": {"mnist": "MNIST: the last 2,000 of the official test set (never trained on)",
+                        "squares": "counting squares: 2,000 images of layouts never trained on"}}
+
+
+@dataclass
+class Recipe:
+    kind: str
+    args: list[str]
+    cpu_minutes: float  # measured or estimated on the 2-core CPU
+    gpu_seconds: float | None = None  # on an H100, where measured
+    gpu_only: bool = False  # too slow for a CPU session
+    # an artifact made before the zoo existed, by a benchmark script with the same settings
+    source: dict = field(default_factory=dict)
+
+    @property
+    def model(self) -> str:
+        return self.args[self.args.index("--model") + 1]
+
+    def command(self, out: str) -> str:
+        return " ".join(["reprolab", *self.args, "--out", out])
+
+
+def _uap(model: str, norm: str, eps: str, steps: int, batch: int, cpu: float, **kw) -> Recipe:
+    return Recipe("uap", ["uap", "--model", model, "--method", "sgd", "--norm", norm, "--eps", eps, "--steps",
+                          str(steps), "--batch-size", str(batch), "--schedule", "cosine"], cpu, **kw)
+
+
+def _reprogram(task: str, mapping: str, steps: int, side: int, gpu: float, source: str, results: str) -> Recipe:
+    return Recipe("reprogram", ["reprogram", "--model", L0, "--task", task, "--mapping", mapping, "--steps", str(steps),
+                                "--batch-size", "128", "--size", "128", "--image-size", str(side), "--lr", "0.05",
+                                "--schedule", "cosine"],
+                  cpu_minutes=steps * 128 / 32 * 0.66 / 60, gpu_seconds=gpu, gpu_only=True,
+                  source={"file": source, "results": results})
+
+
+def _datafree(prior: str, cpu: float) -> Recipe:
+    return Recipe("datafree", ["datafree", "--model", L0, "--prior", prior, "--eps", "10/255", "--steps", "300",
+                               "--batch-size", "8"], cpu,
+                  source={"file": f"datafree-{prior}-{L0}.safetensors", "results": "datafree-cpu-2core.json"})
+
+
+WRITEUP_CLASSES = "33,34,78,96,288,291,292,664,670,978"  # turtles, tick, toucan, big cats, monitor, scooter, seashore
+RECIPES: dict[str, Recipe] = {
+    f"uap-sgd-linf-{L0}": _uap(L0, "inf", "10/255", 800, 16, 16,
+                               source={"file": f"uap-sgd-{L0}.safetensors", "results": "uap-cpu-2core.json"}),
+    f"uap-sgd-l2-{L0}": _uap(L0, "2", "2000/255", 400, 16, 9),
+    "uap-sgd-linf-efficientnet_lite1": _uap("efficientnet_lite1", "inf", "10/255", 400, 16, 11),
+    "uap-sgd-linf-efficientnet_lite2": _uap("efficientnet_lite2", "inf", "10/255", 400, 16, 15),
+    f"uap-deepfool-linf-{L0}": Recipe("uap", ["uap", "--model", L0, "--method", "deepfool", "--norm", "inf",
+                                              "--eps", "10/255", "--passes", "2"], 13),
+    f"gduap-none-{L0}": _datafree("none", 0.3),
+    f"gduap-range-{L0}": _datafree("range", 2),
+    f"gduap-data-{L0}": _datafree("data", 2.2),
+    f"reprogram-mnist-{L0}": _reprogram("mnist", "frequency", 6000, 32, 107,
+                                        "reprogram-mnist-frequency-6000-32px-b128.safetensors",
+                                        "reprogramming-gpu-NVIDIA-H100-80GB-HBM3.json"),
+    f"reprogram-squares-{L0}": _reprogram("squares", "frequency", 8000, 36, 160,
+                                          "reprogram-squares-frequency-8000-36px-b128.safetensors",
+                                          "reprogramming-gpu-only-squares-frequency-NVIDIA-H100-80GB-HBM3.json"),
+    f"reprogram-mnist-first-{L0}": _reprogram("mnist", "first", 2000, 32, 36,
+                                              "reprogram-mnist-first-2000-32px-b128.safetensors",
+                                              "reprogramming-gpu-NVIDIA-H100-80GB-HBM3.json"),
+    f"reprogram-mnist-iterative-{L0}": _reprogram("mnist", "iterative", 2000, 32, 62,
+                                                  "reprogram-mnist-iterative-2000-32px-b128.safetensors",
+                                                  "reprogramming-gpu-only-mnist-iterative-NVIDIA-H100-80GB-HBM3.json"),
+    f"targeted-writeup-{L0}": Recipe("gallery", ["gallery", "--model", L0, "--classes", WRITEUP_CLASSES, "--eps",
+                                                 "64/255", "--steps", "200", "--batch-size", "4",
+                                                 "--classes-per-run", "10"], 10.4,
+                                     source={"file": f"targeted-{L0}.safetensors", "results": "gallery-cpu-2core.json"}),
+}
+
+
+def out_path(name: str) -> Path:
+    return WORK / (name if RECIPES[name].kind == "gallery" else f"{name}.safetensors")
+
+
+def craft(name: str, anyway: bool) -> None:
+    recipe, out = RECIPES[name], out_path(name)
+    if out.is_file():
+        print(f"{name}: already crafted ({out}); delete it to craft again")
+        return
+    if recipe.gpu_only and not torch.cuda.is_available() and not anyway:
+        raise SystemExit(f"{name} takes about {recipe.cpu_minutes / 60:.1f} h on a 2-core CPU "
+                         f"({recipe.gpu_seconds:.0f} s on an H100); run it on a GPU, or pass --anyway")
+    print(f"{name}: {recipe.command(str(out))}", flush=True)
+    t = time.perf_counter()
+    run = subprocess.run([sys.executable, "-m", "reprolab", *recipe.args, "--out", str(out), "--json"],
+                         stdout=subprocess.PIPE, text=True)
+    if run.returncode:
+        raise SystemExit(f"{name}: the recipe failed (exit {run.returncode})")
+    log = {**provenance(), "command": recipe.command(str(out)), "seconds": round(time.perf_counter() - t, 1),
+           "result": json.loads(run.stdout.strip().splitlines()[-1])}
+    (WORK / f"{name}.json").write_text(json.dumps(log, indent=2) + "\n")
+
+
+def load_made(name: str, src: Path | None) -> tuple[object, dict, dict]:
+    """``(program, artifact metadata, provenance)`` of a crafted entry."""
+    from reprolab.gallery import load_gallery
+    from reprolab.programs import load_program
+
+    recipe = RECIPES[name]
+    if src is None and recipe.source and not out_path(name).exists():
+        src = RESULTS / recipe.source["file"]
+    if src is not None:  # made before the zoo, by a benchmark script: its results file has the provenance
+        results = json.loads((RESULTS / recipe.source["results"]).read_text()) if recipe.source else {}
+        prov = {k: results.get(k, "unknown") for k in ("command", "commit", "device", "torch")}
+        prov["command"] = f"cd benchmarks && {prov['command']}"
+    else:
+        src = out_path(name)
+        log = json.loads((WORK / f"{name}.json").read_text())
+        prov = {k: log[k] for k in ("commit", "device", "torch")} | {"command": log["command"],
+                                                                     "seconds": log["result"].get("seconds")}
+    if src.is_dir():
+        ids, program, index = load_gallery(src)
+        return program, {"model": index["settings"]["model"], "targets": ids, **index["settings"]}, prov
+    program, meta = load_program(src)
+    prov.setdefault("seconds", meta.get("seconds"))
+    return program, meta, prov
+
+
+def publish(name: str, src: Path | None) -> dict:
+    import reprolab
+    from reprolab import metrics, zoo
+
+    recipe = RECIPES[name]
+    program, meta, prov = load_made(name, src)
+    model = reprolab.load_model(recipe.model)
+    program = program.to(model.mean.device)
+    full = metrics.evaluate_program(model, program, meta)
+    half = type(program)(**program.config).to(model.mean.device)
+    half.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in zoo.half_copy(program).items()})
+    small = metrics.evaluate_program(model, half, meta)
+    keys = [k for k, v in full.items() if isinstance(v, float)]
+    moved = max(abs(full[k] - small[k]) for k in keys)
+    dtype = "float16" if moved <= 0.002 else "float32"
+    kept = small if dtype == "float16" else full
+    keep_meta = {k: v for k, v in meta.items() if k not in ("history", "program", "config")}
+    entry = {
+        "kind": recipe.kind, "model": recipe.model,
+        "metrics": {k: v for k, v in kept.items() if k != "per_class"},
+        "per_class": kept.get("per_class"),
+        "metrics_float32": {k: full[k] for k in keys},
+        "photos": PHOTOS.get(recipe.kind, {}).get(meta.get("task"), SAMPLE),
+        "settings": {"program": type(program).__name__, **program.config,
+                     **{k: v for k, v in keep_meta.items() if not isinstance(v, (dict, list)) or k == "targets"}},
+        "command": recipe.command(f"{name}.safetensors"),
+        "crafted_with": prov["command"], "commit": prov["commit"], "device": prov["device"],
+        "torch": prov["torch"], "crafting_seconds": prov.get("seconds"),
+        "cpu_minutes": round(recipe.cpu_minutes, 1), "gpu_seconds": recipe.gpu_seconds,
+        "evaluated": {"device": device_name(), "torch": torch.__version__, "commit": provenance()["commit"]},
+    }
+    if entry["per_class"] is None:
+        del entry["per_class"]
+    stored = zoo.write_entry(name, program, keep_meta, entry, dtype=dtype)
+    print(f"{name}: {dtype}, {stored['bytes'] / 1e6:.2f} MB, {entry['metrics']} "
+          f"(float32 -> float16 moved the metrics by at most {moved * 100:.2f} points)")
+    return stored
+
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("action", choices=["list", "craft", "publish"])
+    p.add_argument("--only", default=None, help="entries, comma-separated (default: all)")
+    p.add_argument("--from", dest="src", type=Path, default=None, help="publish: the artifact file or gallery folder")
+    p.add_argument("--anyway", action="store_true", help="craft GPU-sized entries on a CPU too")
+    a = p.parse_args()
+    names = a.only.split(",") if a.only else list(RECIPES)
+    unknown = [n for n in names if n not in RECIPES]
+    if unknown:
+        raise SystemExit(f"unknown entries {unknown}; `python benchmarks/zoo.py list` shows them")
+    WORK.mkdir(parents=True, exist_ok=True)
+    for name in names:
+        r = RECIPES[name]
+        if a.action == "list":
+            where = f"GPU: {r.gpu_seconds:.0f} s on an H100" if r.gpu_only else "CPU"
+            print(f"{name:<44} {r.kind:<9} ~{r.cpu_minutes:.0f} min on 2 CPU cores ({where})\n"
+                  f"    {r.command(f'{name}.safetensors')}")
+        elif a.action == "craft":
+            craft(name, a.anyway)
+        else:
+            publish(name, a.src)
+
+
+if __name__ == "__main__":
+    main()
