@@ -1,6 +1,6 @@
 """Targeted universal images on efficientnet_lite0: held-out success and gallery throughput.
 
-Ten fixed target classes from the seed write-up, crafted together on the 250 crafting
+Ten fixed target classes from Nozdryn-Plotnicki (2018), crafted together on the 250 crafting
 photos (L-inf eps, tanh parametrisation, flips + blur + resized crops between the
 changed photo and the network), measured on the 250 held-out photos; then the same
 without augmentations. Throughput: classes per minute of crafting, and the time the

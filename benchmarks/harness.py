@@ -118,7 +118,7 @@ class PeakMemory:
 
 
 def naive_run(model, size, make_program, objective, x, y, batch_size, steps, per_class: bool, n_targets: int):
-    """The seed-style loop (see the module docstring); for the gallery, one class after another."""
+    """The naive loop (see the module docstring); for the gallery, one class after another."""
     device = model.mean.device
     model.requires_grad_(True)  # the seed code never froze the weights
     runs = [(objectives.Targeted(t), lambda: programs.AdditivePerturbation(size, 64 / 255))

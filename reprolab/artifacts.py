@@ -38,15 +38,39 @@ def save_artifact(path, tensors: dict[str, torch.Tensor], metadata: dict) -> Pat
     return atomic_write(path, lambda tmp: save_file(tensors, tmp, metadata={_META_KEY: text}))
 
 
+class ArtifactError(ValueError):
+    """A file that is not a readable reprolab artifact; the message names the file and the problem."""
+
+
 def load_artifact(path) -> tuple[dict[str, torch.Tensor], dict]:
-    """Load ``(tensors, metadata)`` saved by :func:`save_artifact`."""
-    from safetensors import safe_open
+    """Load ``(tensors, metadata)`` saved by :func:`save_artifact`.
+
+    Raises :class:`FileNotFoundError` if there is no file, and :class:`ArtifactError` (a
+    ``ValueError``) naming the file if it is truncated, not a safetensors file, not a
+    reprolab artifact, or its metadata is not a JSON object.
+    """
+    from safetensors import SafetensorError, safe_open
 
     path = Path(path)
+    if path.is_dir():
+        raise ArtifactError(f"{path} is a folder, not an artifact file (a gallery folder? "
+                            "use reprolab.gallery.load_gallery)")
     if not path.is_file():
         raise FileNotFoundError(f"no artifact at {path}")
-    with safe_open(str(path), framework="pt") as f:
-        meta = (f.metadata() or {}).get(_META_KEY)
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            meta = (f.metadata() or {}).get(_META_KEY)
+        tensors = load_file(str(path))
+    except (SafetensorError, OSError) as e:
+        size = path.stat().st_size
+        raise ArtifactError(f"{path} is not a readable safetensors file ({size} bytes: {e}); it may be "
+                            "truncated or not an artifact at all: save or download it again") from e
     if meta is None:
-        raise ValueError(f"{path} is a safetensors file but not a reprolab artifact (no metadata)")
-    return load_file(str(path)), json.loads(meta)
+        raise ArtifactError(f"{path} is a safetensors file but not a reprolab artifact (no metadata)")
+    try:
+        meta = json.loads(meta)
+    except ValueError as e:
+        raise ArtifactError(f"{path}: its reprolab metadata is not valid JSON ({e})") from e
+    if not isinstance(meta, dict):
+        raise ArtifactError(f"{path}: its reprolab metadata should be a JSON object, got {type(meta).__name__}")
+    return tensors, meta

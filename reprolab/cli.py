@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
+import os
 import sys
 import time
+from pathlib import Path
 
 from . import data, distributed, metrics, models
 from .reprogram import MAPPINGS
@@ -33,7 +36,8 @@ def _cmd_top1(args) -> dict:
     pred = metrics.predict(model, x, batch_size=args.batch_size)
     known = y >= 0
     if not known.any():
-        raise SystemExit(f"error: the images in {args.images} have no labels (labels.csv); top-1 needs them")
+        raise ValueError(f"the images in {args.images or 'the sample'} have no labels (no labels.csv); "
+                         "top-1 needs them")
     out = {"model": args.model, "top1": metrics.accuracy(pred[known], y[known]), "n": int(known.sum()),
            "seconds": round(time.perf_counter() - t, 2)}
     if not args.json:
@@ -52,9 +56,102 @@ def parse_eps(text: str) -> float:
         value = float(num) / (float(den) if den else 1.0)
     except (ValueError, ZeroDivisionError):
         raise argparse.ArgumentTypeError(f"eps must be a number or a fraction like 10/255, got {text!r}")
+    if not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"eps must be a finite number in [0, 1] pixel units, got {text}")
     if not value > 0:
         raise argparse.ArgumentTypeError(f"eps must be > 0 (and <= 1 for L-inf) in [0, 1] pixel units, got {text}")
     return value
+
+
+def positive_int(text: str) -> int:
+    """An ``argparse`` type: a whole number >= 1 (steps, batch sizes, counts)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number >= 1, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
+    return value
+
+
+def positive_float(text: str) -> float:
+    """An ``argparse`` type: a finite number > 0 (learning rates)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number > 0, got {text!r}") from None
+    if not 0 < value < math.inf:
+        raise argparse.ArgumentTypeError(f"must be a finite number > 0, got {text}")
+    return value
+
+
+def fraction(text: str) -> float:
+    """An ``argparse`` type: a number in (0, 1]."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a fraction in (0, 1], got {text!r}") from None
+    if not 0 < value <= 1:
+        raise argparse.ArgumentTypeError(f"must be a fraction in (0, 1], got {text}")
+    return value
+
+
+def _cannot_create(path: Path) -> str | None:
+    """Why ``path`` could not be created (its nearest existing ancestor is a file or read-only), else None."""
+    above = path.absolute().parent
+    while not above.exists():
+        above = above.parent
+    if not above.is_dir():
+        return f"{above} is a file, so {path} cannot be created there"
+    if not os.access(above, os.W_OK | os.X_OK):
+        return f"cannot write in {above} (permission denied)"
+    return None
+
+
+def output_file(text: str) -> str:
+    """An ``argparse`` type for ``--out`` files: checked before any work, so a long run can save."""
+    path = Path(text).expanduser()
+    if not text.strip():
+        raise argparse.ArgumentTypeError("expected a file name such as program.safetensors")
+    if path.is_dir():
+        raise argparse.ArgumentTypeError(f"{text} is a folder; give a file name such as "
+                                         f"{path / 'program.safetensors'}")
+    if path.exists() and not os.access(path, os.W_OK):
+        raise argparse.ArgumentTypeError(f"{text} exists and is read-only")
+    problem = _cannot_create(path)
+    if problem:
+        raise argparse.ArgumentTypeError(problem)
+    return text
+
+
+def output_folder(text: str) -> str:
+    """An ``argparse`` type for ``--out`` folders (galleries)."""
+    path = Path(text).expanduser()
+    if not text.strip():
+        raise argparse.ArgumentTypeError("expected a folder name")
+    if path.exists() and not path.is_dir():
+        raise argparse.ArgumentTypeError(f"{text} is a file; a gallery is written to a folder")
+    if path.is_dir() and not os.access(path, os.W_OK | os.X_OK):
+        raise argparse.ArgumentTypeError(f"cannot write in {text} (permission denied)")
+    problem = None if path.is_dir() else _cannot_create(path)
+    if problem:
+        raise argparse.ArgumentTypeError(problem)
+    return text
+
+
+def _check_args(args) -> None:
+    """Checks that need several arguments, or the data, made before any model is loaded."""
+    from .programs import check_eps
+
+    if getattr(args, "eps", None) is not None:
+        check_eps(args.eps, getattr(args, "norm", "inf"))
+    size, image_size = getattr(args, "size", None), getattr(args, "image_size", None)
+    if size and image_size and image_size > size:
+        raise ValueError(f"--image-size {image_size} is larger than the canvas (--size {size}); "
+                         "use a smaller image or a larger canvas")
+    # --download: fetch (or, offline, find) the default photos now, not after loading a model
+    if args.download and args.command in ("top1", "uap", "datafree", "gallery") and args.images is None:
+        data.download_imagenet_sample(args.data_root)
 
 
 def _images_for(model, args, split):
@@ -100,9 +197,9 @@ def _cmd_uap(args) -> dict:
 def _cmd_reprogram(args) -> dict:
     from .reprogram import reprogram, task_predict
 
-    model = _load_model(args.model, args)
     x, y = data.load_task(args.task, "train", root=args.data_root, download=args.download)
     hx, hy = data.load_task(args.task, "heldout", root=args.data_root, download=args.download)
+    model = _load_model(args.model, args)
     # squares keep their drawn size: upscaled, their 1 px frames blur and they learn far slower
     image_size = args.image_size or (x.shape[-1] if args.task == "squares" else None)
     program, history = reprogram(model, x, y, n_task=data.TASKS[args.task], mapping=args.mapping, m=args.m,
@@ -120,9 +217,10 @@ def _cmd_datafree(args) -> dict:
     from .datafree import datafree_uap
 
     model = _load_model(args.model, args)
+    layers = None if args.layers == "blocks" else (model.conv_layers() if args.layers == "conv" else
+                                                   model.check_layers(n.strip() for n in args.layers.split(",")
+                                                                      if n.strip()))
     x = _images_for(model, args, args.split)[0] if args.prior == "data" else None  # images, never labels
-    layers = None if args.layers == "blocks" else (model.conv_layers() if args.layers == "conv"
-                                                   else args.layers.split(","))
     t = time.perf_counter()
     program, history = datafree_uap(model, args.prior, x, args.eps, steps=args.steps, batch_size=args.batch_size,
                                     layers=layers, stat=args.stat, halve_at=args.halve_at, jitter=args.jitter,
@@ -138,8 +236,8 @@ def _cmd_datafree(args) -> dict:
 def _cmd_gallery(args) -> dict:
     from .gallery import build_gallery, parse_classes
 
+    classes = parse_classes(args.classes, models.imagenet_class_names())  # every registered model's names
     model = _load_model(args.model, args)
-    classes = parse_classes(args.classes, model.class_names)
     x, _ = _images_for(model, args, "craft")
     hx, _ = _images_for(model, args, "heldout")
     t = time.perf_counter()
@@ -164,14 +262,20 @@ def _cmd_evaluate(args) -> dict:
     artifact = zoo.resolve(args.artifact)  # zoo:NAME -> the entry's checked file
     if artifact.is_dir():
         ids, program, index = load_gallery(artifact)
-        meta = {"model": index["settings"]["model"], "targets": ids}
+        meta = {"model": index.get("settings", {}).get("model"), "targets": ids}
     else:
         program, meta = load_program(artifact)
     name = args.model or meta.get("model")
     if name is None:
         raise ValueError(f"{args.artifact} does not name its model; pass --model")
+    if not isinstance(name, str) or name not in models.REGISTRY:
+        raise ValueError(f"{args.artifact} was made for the model {name!r}, which is not registered here; "
+                         f"pass --model (one of {', '.join(models.REGISTRY)})")
     model = _load_model(name, args)
     classes = parse_classes(args.classes, model.class_names) if args.classes else None
+    index = getattr(program, "index", None)
+    if index is not None and index.numel() and int(index.max()) >= model.num_classes:
+        raise ValueError(f"{args.artifact} maps to class {int(index.max())} but {name} has {model.num_classes}")
     program = program.to(model.mean.device)
     out = {"artifact": str(args.artifact), "model": name,
            **metrics.evaluate_program(model, program, meta, images=args.images, split=args.split,
@@ -203,8 +307,26 @@ def _cmd_zoo(args) -> dict:
     return {"entries": rows}
 
 
+class _Parser(argparse.ArgumentParser):
+    """Usage errors in one line, like every other error: ``reprolab <cmd>: error: ...``, exit status 2."""
+
+    def error(self, message):
+        self.exit(2, f"{self.prog}: error: {message} (see `{self.prog} --help`)\n")
+
+
+# Expected failures: bad input, missing or damaged files, no network. They end the command
+# with one line naming the input and the fix; anything else is a bug and keeps its traceback.
+EXPECTED_ERRORS = (ValueError, OSError, RuntimeError, ImportError, KeyError, ArithmeticError)
+
+
+def error_message(e: BaseException) -> str:
+    """The one-line text of an expected error."""
+    text = e.args[0] if isinstance(e, KeyError) and e.args else str(e)  # str(KeyError) adds quotes
+    return " ".join(str(text).split()) or type(e).__name__
+
+
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="reprolab", description=__doc__)
+    p = _Parser(prog="reprolab", description=__doc__)
     sub = p.add_subparsers(dest="command", required=True)
 
     def add(name, func, help):
@@ -223,7 +345,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("model")
     s.add_argument("--images", default=None, help="folder with labels.csv (default: <data root>/imagenet-sample)")
     s.add_argument("--split", default="all", choices=["all", "craft", "heldout"])
-    s.add_argument("--batch-size", type=int, default=64)
+    s.add_argument("--batch-size", type=positive_int, default=64)
 
     s = add("uap", _cmd_uap, "craft a universal adversarial perturbation from photos")
     s.add_argument("--model", default=models.DEFAULT_MODEL)
@@ -233,25 +355,25 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--images", default=None, help="photo folder (default: <data root>/imagenet-sample)")
     s.add_argument("--split", default="craft", choices=["all", "craft", "heldout"],
                    help="part of the folder to craft on (default: the crafting half)")
-    s.add_argument("--steps", type=int, default=300, help="SGD steps")
-    s.add_argument("--batch-size", type=int, default=32)
+    s.add_argument("--steps", type=positive_int, default=300, help="SGD steps")
+    s.add_argument("--batch-size", type=positive_int, default=32)
     s.add_argument("--schedule", choices=["constant", "cosine"], default="constant", help="SGD learning-rate schedule")
     s.add_argument("--loss", choices=["clamped_ce", "margin"], default="clamped_ce", help="SGD-UAP loss")
-    s.add_argument("--passes", type=int, default=5, help="DeepFool-UAP passes over the images")
-    s.add_argument("--out", required=True, help="output .safetensors file")
+    s.add_argument("--passes", type=positive_int, default=5, help="DeepFool-UAP passes over the images")
+    s.add_argument("--out", required=True, type=output_file, help="output .safetensors file")
 
     s = add("reprogram", _cmd_reprogram, "reprogram the model to solve a small-image task")
     s.add_argument("--model", default=models.DEFAULT_MODEL)
     s.add_argument("--task", choices=list(data.TASKS), default="mnist")
     s.add_argument("--mapping", choices=list(MAPPINGS), default="frequency")
-    s.add_argument("--m", type=int, default=1, help="ImageNet classes per task class")
-    s.add_argument("--steps", type=int, default=2000)
-    s.add_argument("--batch-size", type=int, default=32)
-    s.add_argument("--lr", type=float, default=0.05)
+    s.add_argument("--m", type=positive_int, default=1, help="ImageNet classes per task class")
+    s.add_argument("--steps", type=positive_int, default=2000)
+    s.add_argument("--batch-size", type=positive_int, default=32)
+    s.add_argument("--lr", type=positive_float, default=0.05)
     s.add_argument("--schedule", choices=["constant", "cosine"], default="cosine", help="learning-rate schedule")
-    s.add_argument("--size", type=int, default=None, help="canvas side (default: the model's input size)")
-    s.add_argument("--image-size", type=int, default=None, help="side of the embedded image (default: size/3; 36 for squares)")
-    s.add_argument("--out", required=True, help="output .safetensors file")
+    s.add_argument("--size", type=positive_int, default=None, help="canvas side (default: the model's input size)")
+    s.add_argument("--image-size", type=positive_int, default=None, help="side of the embedded image (default: size/3; 36 for squares)")
+    s.add_argument("--out", required=True, type=output_file, help="output .safetensors file")
 
     s = add("datafree", _cmd_datafree, "craft a universal perturbation without data (GD-UAP / FFF)")
     s.add_argument("--model", default=models.DEFAULT_MODEL)
@@ -261,17 +383,17 @@ def build_parser() -> argparse.ArgumentParser:
                    "(default: <data root>/imagenet-sample)")
     s.add_argument("--split", default="craft", choices=["all", "craft", "heldout"],
                    help="part of the folder the data prior uses (default: the crafting half)")
-    s.add_argument("--steps", type=int, default=300)
-    s.add_argument("--batch-size", type=int, default=16)
+    s.add_argument("--steps", type=positive_int, default=300)
+    s.add_argument("--batch-size", type=positive_int, default=16)
     s.add_argument("--layers", default="blocks",
                    help="'blocks' (default), 'conv' (every convolution) or comma-separated layer names")
     s.add_argument("--stat", choices=["l2", "mean_abs"], default="l2", help="l2: GD-UAP, mean_abs: FFF")
-    s.add_argument("--halve-at", type=float, default=None,
+    s.add_argument("--halve-at", type=fraction, default=None,
                    help="halve the perturbation when this fraction of it sits at the bound (off by default)")
-    s.add_argument("--jitter", type=float, default=None,
+    s.add_argument("--jitter", type=fraction, default=None,
                    help="show the network random crops (smallest area fraction, e.g. 0.5) and flips of "
                         "the perturbed input, --batch-size per step (off by default)")
-    s.add_argument("--out", required=True, help="output .safetensors file")
+    s.add_argument("--out", required=True, type=output_file, help="output .safetensors file")
 
     s = add("gallery", _cmd_gallery, "targeted universal images, one per class, resumable")
     s.add_argument("--model", default=models.DEFAULT_MODEL)
@@ -279,10 +401,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="'all', ids or names separated by commas, or a .txt file with one per line")
     s.add_argument("--images", default=None, help="photo folder: crafts on its crafting half, reports on the rest")
     s.add_argument("--eps", type=parse_eps, default=64 / 255, help="L-inf bound in [0, 1] units")
-    s.add_argument("--steps", type=int, default=200)
-    s.add_argument("--batch-size", type=int, default=4, help="images per step, shared by the classes of a run")
-    s.add_argument("--classes-per-run", type=int, default=10)
-    s.add_argument("--out", required=True, help="output folder (rerun the same command to resume)")
+    s.add_argument("--steps", type=positive_int, default=200)
+    s.add_argument("--batch-size", type=positive_int, default=4, help="images per step, shared by the classes of a run")
+    s.add_argument("--classes-per-run", type=positive_int, default=10)
+    s.add_argument("--out", required=True, type=output_folder, help="output folder (rerun the same command to resume)")
 
     s = add("evaluate", _cmd_evaluate, "held-out metrics of a saved artifact, gallery folder or zoo entry")
     s.add_argument("artifact", help="a .safetensors file, a gallery folder, or zoo:NAME (see `reprolab zoo list`)")
@@ -302,9 +424,10 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     distributed.init_from_env()  # under torchrun: join the process group (data-parallel fit)
     try:
+        _check_args(args)
         out = args.func(args)
-    except (ValueError, FileNotFoundError, RuntimeError, ImportError) as e:
-        print(f"reprolab {args.command}: error: {e}", file=sys.stderr)
+    except EXPECTED_ERRORS as e:
+        print(f"reprolab {args.command}: error: {error_message(e)}", file=sys.stderr)
         return 2
     if args.json and distributed.rank() == 0:
         print(json.dumps(out))

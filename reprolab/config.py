@@ -7,16 +7,70 @@ One setting, resolved in this order: an explicit argument, then the
 
 from __future__ import annotations
 
+import contextlib
 import os
 from pathlib import Path
 
 ENV_VAR = "REPROLAB_DATA"
 OFFLINE_ENV = "REPROLAB_OFFLINE"
+NETWORK_TIMEOUT = 60.0  # seconds a download may wait for the server (per connection or read)
 
 
 def forced_offline() -> bool:
     """True when ``$REPROLAB_OFFLINE`` is set (to anything but 0): nothing may download."""
     return os.environ.get(OFFLINE_ENV, "0") not in ("", "0")
+
+
+def refuse_offline(what: str, where: Path | None = None) -> None:
+    """Raise at once, before any network call, if ``$REPROLAB_OFFLINE`` forbids fetching ``what``."""
+    if forced_offline():
+        put = f"put a copy in {where}, or " if where is not None else ""
+        raise RuntimeError(f"REPROLAB_OFFLINE is set, so {what} is not downloaded; {put}unset "
+                           f"REPROLAB_OFFLINE where you have network access")
+
+
+@contextlib.contextmanager
+def network_timeout(seconds: float = NETWORK_TIMEOUT):
+    """Give sockets opened inside (e.g. by torchvision's data set downloads) a timeout, if they have none."""
+    import socket
+
+    old = socket.getdefaulttimeout()
+    socket.setdefaulttimeout(old if old is not None else seconds)
+    try:
+        yield
+    finally:
+        socket.setdefaulttimeout(old)
+
+
+def download(url: str, dst: str | os.PathLike, sha256_prefix: str | None = None,
+             timeout: float = NETWORK_TIMEOUT) -> Path:
+    """Fetch ``url`` into ``dst`` atomically, every wait bounded by ``timeout`` seconds.
+
+    Refused at once under ``$REPROLAB_OFFLINE``. With ``sha256_prefix``, a file whose
+    hash does not start with it is discarded and an error raised.
+    """
+    import hashlib
+    import urllib.error
+    import urllib.request
+
+    from .artifacts import atomic_write
+
+    refuse_offline(url, Path(dst))
+
+    def write(tmp):
+        digest = hashlib.sha256()
+        with urllib.request.urlopen(url, timeout=timeout) as response, open(tmp, "wb") as f:
+            for chunk in iter(lambda: response.read(1 << 20), b""):
+                f.write(chunk)
+                digest.update(chunk)
+        if sha256_prefix and not digest.hexdigest().startswith(sha256_prefix):
+            raise RuntimeError(f"the file downloaded from {url} is damaged (sha256 {digest.hexdigest()[:16]}..., "
+                               f"expected {sha256_prefix}...); try again")
+
+    try:
+        return atomic_write(dst, write)
+    except (urllib.error.URLError, TimeoutError, ConnectionError) as e:
+        raise RuntimeError(f"could not download {url} (timeout {timeout:.0f} s): {e}") from e
 
 
 def data_root(path: str | os.PathLike | None = None) -> Path:

@@ -10,13 +10,14 @@ import csv
 import functools
 import gzip
 import hashlib
-from pathlib import Path
+import warnings
+from pathlib import Path, PurePosixPath, PureWindowsPath
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .config import data_root, forced_offline, require
+from .config import data_root, download as fetch, forced_offline, network_timeout, refuse_offline, require
 
 MNIST_MD5 = {
     "t10k-images-idx3-ubyte.gz": "9fb629c4189551a2d022fa330f9573f3",
@@ -24,6 +25,7 @@ MNIST_MD5 = {
 }
 MNIST_OFFLINE_TRAIN = 8000  # offline: first 8,000 test images train, last 2,000 are held out
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp"}
+NUM_CLASSES = 1000  # class indices in labels.csv are ImageNet's: 0-999
 # online source of the shared sample: one photo per ImageNet class, named <wnid>_<name>.JPEG
 IMAGENET_SAMPLE_URL = "https://github.com/EliSchwartz/imagenet-sample-images/archive/refs/heads/master.zip"
 
@@ -60,7 +62,7 @@ def load_mnist(split: str = "train", root=None, download: bool = False):
         from torchvision.datasets import MNIST
 
         # online only: the caller asked for download=True
-        ds = MNIST(str(data_root(root) / "torchvision"), train=train, download=True)
+        ds = _torchvision_dataset(MNIST, "MNIST", root, train)
         x, y = ds.data.numpy(), ds.targets.numpy()
     else:
         folder = data_root(root) / "mnist"
@@ -73,6 +75,19 @@ def load_mnist(split: str = "train", root=None, download: bool = False):
         x, y = x[part], y[part]
     return (torch.from_numpy(x.copy()).float().div_(255).unsqueeze(1),
             torch.from_numpy(y.astype(np.int64)))
+
+
+def _torchvision_dataset(cls, name: str, root, train: bool):
+    """A torchvision data set under ``<data root>/torchvision``, downloaded if missing (not offline)."""
+    folder = data_root(root) / "torchvision"
+    if forced_offline():  # a copy already there is fine; never a network call
+        try:
+            return cls(str(folder), train=train, download=False)
+        except RuntimeError as e:
+            refuse_offline(name, folder)
+            raise
+    with network_timeout():
+        return cls(str(folder), train=train, download=True)
 
 
 def split_indices(n: int, heldout_fraction: float = 0.5, seed: int = 0):
@@ -178,38 +193,108 @@ def counting_squares(n: int, seed: int = 0, split: str | None = None, grid: int 
     return x * square.repeat(grid, grid), counts - 1
 
 
+class ImageError(ValueError):
+    """An image or a ``labels.csv`` row that cannot be used; the message names the file (and line)."""
+
+
 def _center_crop_resize(img, size: int, crop: float) -> torch.Tensor:
     """Resize the shorter side to ``size / crop``, centre-crop ``size``, to a ``(3, s, s)`` tensor."""
-    from PIL import Image
     import torchvision.transforms.functional as TF
 
-    img = img.convert("RGB")  # some ImageNet photos are grayscale or CMYK
-    img = TF.resize(img, round(size / crop), interpolation=TF.InterpolationMode.BICUBIC)
+    img = TF.resize(_to_rgb(img), round(size / crop), interpolation=TF.InterpolationMode.BICUBIC)
     return TF.to_tensor(TF.center_crop(img, size)).clamp_(0, 1)
 
 
+def _to_rgb(img):
+    """8-bit RGB. 16-bit grey PNGs (modes ``I;16``, ``I``) are scaled down, not clipped to white."""
+    from PIL import Image
+
+    if img.mode.startswith("I;16") or img.mode == "I":
+        a = np.asarray(img, dtype=np.float64) / 257  # 0..65535 -> 0..255
+        img = Image.fromarray(a.clip(0, 255).round().astype(np.uint8), "L")
+    return img.convert("RGB")  # some ImageNet photos are grayscale or CMYK
+
+
+def _read_image(path: Path, size: int, crop: float, where: str = "") -> torch.Tensor:
+    """Decode one photo; a damaged, foreign or oversized file raises :class:`ImageError` naming it."""
+    from PIL import Image
+
+    try:
+        with warnings.catch_warnings():  # Pillow only warns between 1x and 2x its pixel limit
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            with Image.open(path) as img:
+                return _center_crop_resize(img, size, crop)
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as e:
+        raise ImageError(f"{path}{where}: refused, too many pixels for a photo ({e})") from e
+    except (OSError, SyntaxError, ValueError, EOFError) as e:  # UnidentifiedImageError is an OSError
+        raise ImageError(f"{path}{where}: cannot decode the image ({type(e).__name__}: {e}); it is damaged, "
+                         "truncated or not an image: replace or remove it") from e
+
+
+def _label_rows(table: Path, folder: Path) -> tuple[list[Path], list[int], list[int]]:
+    """``(paths, class indices, line numbers)`` from a ``labels.csv``, every row checked."""
+    try:
+        with open(table, newline="", encoding="utf-8-sig") as f:  # -sig: a BOM from Excel is fine
+            reader = csv.DictReader(f)
+            rows = [(reader.line_num, r) for r in reader]
+            columns = reader.fieldnames
+    except UnicodeDecodeError as e:
+        raise ImageError(f"{table} is not UTF-8 text ({e})") from e
+    if not columns:
+        raise ImageError(f"{table} is empty; it needs a header line file,class_index and one row per image")
+    missing = {"file", "class_index"} - {c.strip() for c in columns if c}
+    if missing:
+        raise ImageError(f"{table} needs the columns file,class_index; missing {sorted(missing)}")
+    if not rows:
+        raise ImageError(f"{table} has a header but no rows; add one line per image (file,class_index), "
+                         "or delete it to use every image in the folder unlabelled")
+    paths, labels, lines = [], [], []
+    for line, r in rows:
+        r = {(k or "").strip(): (v or "").strip() if isinstance(v, str) else v for k, v in r.items()}
+        at = f"{table} line {line}"
+        name, index = r.get("file") or "", r.get("class_index") or ""
+        if not name:
+            raise ImageError(f"{at}: empty 'file'; every row names an image")
+        if (PurePosixPath(name).is_absolute() or PureWindowsPath(name).is_absolute() or PureWindowsPath(name).drive
+                or ".." in PurePosixPath(name.replace("\\", "/")).parts):
+            raise ImageError(f"{at}: {name!r} points outside {folder}; give files relative to the folder, "
+                             "without '..' or a leading '/'")
+        if not index:
+            raise ImageError(f"{at}: empty class_index for {name!r}; give the ImageNet class (0-{NUM_CLASSES - 1})")
+        try:
+            label = int(index)
+        except ValueError:
+            raise ImageError(f"{at}: class_index {index!r} is not an integer class id (0-{NUM_CLASSES - 1})") from None
+        if not 0 <= label < NUM_CLASSES:
+            raise ImageError(f"{at}: class_index {label} is outside 0-{NUM_CLASSES - 1}")
+        paths.append(folder / name)
+        labels.append(label)
+        lines.append(line)
+    return paths, labels, lines
+
+
 def _image_files(folder: Path):
-    """``(paths, labels)`` from ``labels.csv`` (file,class_index,...) or, without it, every image."""
+    """``(paths, labels, lines)`` from ``labels.csv`` (file,class_index,...) or, without it, every image.
+
+    ``lines`` holds each image's line in ``labels.csv`` (``None`` without one).
+    """
     table = folder / "labels.csv"
     if table.exists():
-        with open(table, newline="") as f:
-            rows = list(csv.DictReader(f))
-        missing = {"file", "class_index"} - set(rows[0] if rows else {})
-        if missing:
-            raise ValueError(f"{table} needs the columns file,class_index; missing {sorted(missing)}")
-        return [folder / r["file"] for r in rows], [int(r["class_index"]) for r in rows]
+        return _label_rows(table, folder)
     paths = sorted(p for p in folder.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
-    return paths, [-1] * len(paths)  # unlabelled: fooling rate works, error rate does not
+    return paths, [-1] * len(paths), [None] * len(paths)  # unlabelled: fooling rate works, error rate does not
 
 
 @functools.lru_cache(maxsize=8)
-def _decode(paths: tuple[Path, ...], size: int, crop: float) -> torch.Tensor:
-    from PIL import Image
-
-    missing = [p for p in paths if not p.exists()]
+def _decode(paths: tuple[Path, ...], size: int, crop: float, lines: tuple | None = None) -> torch.Tensor:
+    lines = lines or (None,) * len(paths)
+    where = [f" (labels.csv line {n})" if n is not None else "" for n in lines]
+    missing = [i for i, p in enumerate(paths) if not p.is_file()]
     if missing:
-        raise FileNotFoundError(f"{len(missing)} image(s) listed in labels.csv are missing, e.g. {missing[0]}")
-    return torch.stack([_center_crop_resize(Image.open(p), size, crop) for p in paths])
+        i = missing[0]
+        raise FileNotFoundError(f"{len(missing)} image(s) listed in labels.csv are missing, e.g. "
+                                f"{paths[i]}{where[i]}; restore them or delete their rows")
+    return torch.stack([_read_image(p, size, crop, w) for p, w in zip(paths, where)])
 
 
 def download_imagenet_sample(root=None, every: int = 2, url: str = IMAGENET_SAMPLE_URL) -> Path:
@@ -223,19 +308,16 @@ def download_imagenet_sample(root=None, every: int = 2, url: str = IMAGENET_SAMP
     """
     import shutil
     import tempfile
-    import urllib.request
     import zipfile
 
     target = data_root(root) / "imagenet-sample"
     if target.exists():
         return target
-    if forced_offline():
-        raise RuntimeError(f"REPROLAB_OFFLINE is set, so the ImageNet sample is not downloaded; put the "
-                           f"photos in {target} (or point the data root at a copy), or unset REPROLAB_OFFLINE")
+    refuse_offline("the ImageNet sample", target)
     target.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=target.parent) as tmp:
         archive = Path(tmp) / "sample.zip"
-        urllib.request.urlretrieve(url, archive)
+        fetch(url, archive)
         with zipfile.ZipFile(archive) as z:
             members = sorted((Path(n).name, n) for n in z.namelist() if n.upper().endswith(".JPEG"))
             wnids = [name.split("_")[0] for name, _ in members]
@@ -275,14 +357,20 @@ def load_images(folder=None, size: int = 224, split: str = "all", crop: float = 
     folder = require(Path(folder), "image folder")
     if split not in ("all", "craft", "heldout"):
         raise ValueError(f"unknown split {split!r}; use 'all', 'craft' or 'heldout'")
-    paths, labels = _image_files(folder.resolve())
+    if not folder.is_dir():
+        raise NotADirectoryError(f"{folder} is a file; pass the folder that holds the photos (and labels.csv)")
+    if int(size) < 1 or not 0 < float(crop) <= 1:
+        raise ValueError(f"size must be >= 1 and crop in (0, 1], got size={size}, crop={crop}")
+    paths, labels, lines = _image_files(folder.resolve())
     if not paths:
         raise ValueError(f"no images in {folder}; expected .jpg/.png files or a labels.csv")
     idx = torch.arange(len(paths))
     if split != "all":  # decode only the split asked for (the other half may even be absent)
+        if len(paths) < 2:
+            raise ValueError(f"{folder} holds 1 image; the {split!r} split needs at least 2 (or use split='all')")
         fit, held = split_indices(len(paths), heldout_fraction)
         idx = (fit if split == "craft" else held).sort().values
-    x = _decode(tuple(paths[i] for i in idx.tolist()), int(size), float(crop))
+    x = _decode(tuple(paths[i] for i in idx.tolist()), int(size), float(crop), tuple(lines[i] for i in idx.tolist()))
     return x.clone(), torch.tensor(labels, dtype=torch.int64)[idx]
 
 
@@ -315,7 +403,7 @@ def load_task(name: str, split: str = "train", root=None, download: bool = False
             raise ValueError("cifar10 is online only: pass download=True (needs network access)")
         from torchvision.datasets import CIFAR10
 
-        ds = CIFAR10(str(data_root(root) / "torchvision"), train=split == "train", download=True)
+        ds = _torchvision_dataset(CIFAR10, "CIFAR-10", root, split == "train")
         x = torch.from_numpy(ds.data).permute(0, 3, 1, 2).float().div_(255)
         return x, torch.tensor(ds.targets, dtype=torch.int64)
     raise ValueError(f"unknown task {name!r}; choose one of {', '.join(TASKS)}")

@@ -120,6 +120,8 @@ def datafree_uap(model: FrozenClassifier, prior: str = "none", x: torch.Tensor |
         ``(program, history)``; ``history`` holds ``log_act.<layer>`` per logged step.
     """
     eps = check_eps(eps)
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
     if halve_at is not None and not 0 < halve_at <= 1:
         raise ValueError(f"halve_at is a fraction in (0, 1], got {halve_at}")
     size = model.input_size if x is None else x.shape[-1]
@@ -132,6 +134,8 @@ def datafree_uap(model: FrozenClassifier, prior: str = "none", x: torch.Tensor |
         if not layers:
             raise ValueError(f"{model.name} has no convolutional layers to maximise; "
                              "pass layers=[names from model.net.named_modules()]")
+    else:
+        layers = model.check_layers(layers)
     program = AdditivePerturbation(size, eps, parametrization="projected")
     with torch.no_grad():  # a random start, as in the reference code: zero can be a flat spot
         g = torch.Generator().manual_seed(seed)

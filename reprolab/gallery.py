@@ -16,9 +16,7 @@ import json
 import difflib
 from pathlib import Path
 
-import numpy as np
 import torch
-from PIL import Image
 
 from . import distributed
 from .artifacts import atomic_write
@@ -26,7 +24,7 @@ from .augment import RandomViews
 from .metrics import targeted_success
 from .models import FrozenClassifier
 from .objectives import Targeted
-from .plots import amplify
+from .plots import render_change
 from .programs import AdditivePerturbation, check_eps, load_program, save_program
 from .train import History, TensorBatches, fit, progress_bar
 
@@ -47,7 +45,7 @@ def targeted_uap(model: FrozenClassifier, x: torch.Tensor, targets: list[int], e
         x: crafting images ``(N, 3, S, S)``; their labels are not needed.
         targets: class indices, one perturbation each.
         eps: L-inf bound, ``delta = eps * tanh(w)``. The default, 64/255, is visible on
-            purpose (as in the seed write-up): on lite0 with the views on, 80 steps reached
+            purpose (as in Nozdryn-Plotnicki 2018): on lite0 with the views on, 80 steps reached
             67 % and 80 % success on 64 held-out photos for "monitor" and "toucan" at 64/255,
             5 % at 32/255.
         batch_size: images per step, shared by all targets (the model sees
@@ -57,7 +55,7 @@ def targeted_uap(model: FrozenClassifier, x: torch.Tensor, targets: list[int], e
         fit_kwargs: passed to :func:`reprolab.fit`. Its ``micro_batch`` defaults to 1 on a
             CPU (one photo with every target per forward/backward pass, the same update)
             and to the whole batch elsewhere: on 2 CPU cores, lite0, one photo a pass
-            trained 2.2-2.9x faster than the seed-style loop and 2.3-2.8x faster than the
+            trained 2.2-2.9x faster than the naive loop and 2.3-2.8x faster than the
             whole batch of 4 photos x 10 targets (two runs); on an H100 it was 4.6-7.6x
             slower than the whole batch (``benchmarks/harness.py``, README).
 
@@ -85,38 +83,43 @@ def parse_classes(spec: str | list, class_names: list[str]) -> list[int]:
     [1, 96]
     """
     if isinstance(spec, str):
-        if spec == "all":
+        if spec.strip() == "all":
             return list(range(len(class_names)))
         path = Path(spec)
-        items = (path.read_text().splitlines() if path.suffix in (".txt", ".csv") and path.is_file()
-                 else spec.split(","))
+        if path.suffix in (".txt", ".csv") and not path.is_file():
+            raise FileNotFoundError(f"no class file at {path}; give a .txt file with one id or name per line, "
+                                    "or the classes themselves separated by commas")
+        try:
+            items = path.read_text().splitlines() if path.suffix in (".txt", ".csv") else spec.split(",")
+        except (OSError, UnicodeDecodeError) as e:
+            raise ValueError(f"cannot read the class file {path}: {e}") from e
     else:
         items = list(spec)
-    lower = {n.lower(): i for i, n in enumerate(class_names)}
+    by_name: dict[str, list[int]] = {}
+    for i, n in enumerate(class_names):
+        by_name.setdefault(n.lower(), []).append(i)
     out = []
     for item in (str(s).strip() for s in items):
         if not item:
             continue
-        if item.isdigit():
-            if int(item) >= len(class_names):
-                raise ValueError(f"class id {item} is out of range: the model has {len(class_names)} classes")
+        if item.lstrip("+-").isdigit():
+            if not 0 <= int(item) < len(class_names):
+                raise ValueError(f"class id {item} is out of range: the model has {len(class_names)} classes "
+                                 f"(0-{len(class_names) - 1})")
             out.append(int(item))
-        elif item.lower() in lower:
-            out.append(lower[item.lower()])
+        elif len(by_name.get(item.lower(), [])) > 1:
+            ids = by_name[item.lower()]
+            raise ValueError(f"class name {item!r} is ambiguous: classes {', '.join(map(str, ids))} are all called "
+                             "that; give the id instead")
+        elif item.lower() in by_name:
+            out.append(by_name[item.lower()][0])
         else:
-            close = difflib.get_close_matches(item.lower(), list(lower), n=3)
+            close = difflib.get_close_matches(item.lower(), list(by_name), n=3)
             hint = f"; did you mean {', '.join(close)}?" if close else "; see `reprolab gallery --help`"
             raise ValueError(f"unknown class name {item!r}{hint}")
     if not out:
         raise ValueError(f"no classes in {spec!r}; give 'all', ids like 33,96 or names like toucan")
     return list(dict.fromkeys(out))  # unique, in order
-
-
-def render(delta: torch.Tensor) -> Image.Image:
-    """A class's change for viewing: amplified change (left) and grey + change (right)."""
-    d = delta.detach().float().cpu()[None] if delta.ndim == 3 else delta.detach().float().cpu()
-    panels = torch.cat([amplify(d)[0], (0.5 + d[0]).clamp(0, 1)], dim=2)  # side by side
-    return Image.fromarray((panels.permute(1, 2, 0).numpy() * 255).round().astype(np.uint8))
 
 
 def read_index(out_dir: str | Path) -> dict:
@@ -127,12 +130,37 @@ def read_index(out_dir: str | Path) -> dict:
     nothing); ``index.json`` holds the settings and a summary of them all.
     """
     out_dir = Path(out_dir)
+    if out_dir.exists() and not out_dir.is_dir():
+        raise NotADirectoryError(f"{out_dir} is a file, not a gallery folder")
     path = out_dir / INDEX
-    index = json.loads(path.read_text()) if path.exists() else {"classes": {}}
+    index = _read_json(path, "delete it: rerunning `reprolab gallery` with the same settings writes it again")
+    index = index if index is not None else {"classes": {}}
+    if not isinstance(index.get("classes", {}), dict) or not isinstance(index.get("settings", {}), dict):
+        raise ValueError(f"{path} is not a gallery index (its 'classes' and 'settings' should be JSON objects); "
+                         "delete it: rerunning `reprolab gallery` with the same settings writes it again")
+    index.setdefault("classes", {})
     for entry_file in sorted(out_dir.glob("class_*.json")):
-        entry = json.loads(entry_file.read_text())
+        fix = (f"delete it and its .safetensors and .png, then rerun `reprolab gallery` with the same settings "
+               "to craft that class again")
+        entry = _read_json(entry_file, fix)
+        if not isinstance(entry.get("id"), int) or not isinstance(entry.get("program"), str):
+            raise ValueError(f"{entry_file} is not a gallery entry (it needs an integer 'id' and a 'program' "
+                             f"file name); {fix}")
         index["classes"][str(entry["id"])] = entry
     return index
+
+
+def _read_json(path: Path, fix: str) -> dict | None:
+    """A JSON object from ``path`` (``None`` if there is no file); a damaged file names itself and the fix."""
+    if not path.exists():
+        return None
+    try:
+        obj = json.loads(path.read_text())
+    except (ValueError, OSError) as e:  # JSONDecodeError and UnicodeDecodeError are ValueErrors
+        raise ValueError(f"{path} is damaged (not JSON: {e}); {fix}") from e
+    if not isinstance(obj, dict):
+        raise ValueError(f"{path} should hold a JSON object, got {type(obj).__name__}; {fix}")
+    return obj
 
 
 def _write_json(path: Path, obj: dict) -> None:
@@ -180,7 +208,7 @@ def build_gallery(model: FrozenClassifier, x: torch.Tensor, classes: list[int], 
                 entry.update(target_success=rates["per_class"][k], target_prob=rates["per_class_prob"][k],
                              heldout_images=len(heldout))
             save_program(out_dir / entry["program"], program.select(k), target=c, **settings)
-            atomic_write(out_dir / entry["png"], lambda tmp, k=k: render(program.delta()[k]).save(tmp, format="PNG"))
+            atomic_write(out_dir / entry["png"], lambda tmp, k=k: render_change(program.delta()[k]).save(tmp, format="PNG"))
             _write_json(out_dir / f"{stem}.json", entry)
         if distributed.rank() == 0:  # keep the summary current for anyone looking mid-run
             _write_json(out_dir / INDEX, {**read_index(out_dir), "settings": settings})
@@ -202,6 +230,10 @@ def load_gallery(out_dir: str | Path) -> tuple[list[int], AdditivePerturbation, 
     ids = sorted(int(c) for c in index["classes"])
     singles = [load_program(Path(out_dir) / index["classes"][str(c)]["program"])[0] for c in ids]
     first = singles[0]
+    for c, p in zip(ids, singles):
+        if not isinstance(p, AdditivePerturbation) or len(p.w) != 1 or p.config["size"] != first.config["size"]:
+            raise ValueError(f"the program of class {c} in {out_dir} is not one perturbation of "
+                             f"{first.config['size']}px like the others; craft it again")
     program = AdditivePerturbation(first.config["size"], first.eps, first.norm, "projected", n=len(ids))
     with torch.no_grad():
         program.w.copy_(torch.cat([p.delta() for p in singles]))

@@ -93,11 +93,18 @@ def fooling_curve(model: FrozenClassifier, program, x: torch.Tensor, y: torch.Te
 
 
 def dominant_labels(model: FrozenClassifier, program, x: torch.Tensor, k: int = 5) -> list[tuple[str, float]]:
-    """The ``k`` classes the program pushes images to most, with the fraction of images for each."""
-    pred = predict(model, x, program)
-    counts = torch.bincount(pred, minlength=model.num_classes).float() / len(pred)
+    """The ``k`` classes the program pushes *fooled* images to most.
+
+    Only images whose prediction changed count (an image that keeps its class was not
+    pushed anywhere); each share is the fraction of all ``x`` fooled into that class, so
+    the shares sum to at most the fooling rate.
+    """
+    clean, adv = predict(model, x), predict(model, x, program)
+    moved = adv[adv != clean]
+    counts = torch.bincount(moved, minlength=model.num_classes).float() / len(x)
     top = counts.topk(k)
-    return [(model.class_names[i], v) for i, v in zip(top.indices.tolist(), top.values.tolist())]
+    return [(model.class_names[i], v) for i, v in zip(top.indices.tolist(), top.values.tolist())
+            if v > 0]
 
 
 def transfer_matrix(programs: Mapping[str, object], models: Mapping[str, FrozenClassifier],

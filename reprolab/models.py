@@ -135,6 +135,13 @@ class FrozenClassifier(nn.Module):
         """Raise a ``ValueError`` naming the problem if ``x`` is not a valid image batch."""
         if not isinstance(x, torch.Tensor):
             raise TypeError(f"expected a torch.Tensor of images, got {type(x).__name__}")
+        if not x.is_floating_point():
+            raise ValueError(f"{self.name} takes float pixels in [0, 1], got a {x.dtype} tensor; "
+                             "convert uint8 images with x.float() / 255 (bool or integer masks with x.float())")
+        weights = next(self.net.parameters(), None)
+        if x.dtype == torch.float64 and (weights is None or weights.dtype != torch.float64):
+            raise ValueError(f"{self.name} runs in {weights.dtype if weights is not None else torch.float32}, "
+                             "got a torch.float64 tensor; convert it with x.float()")
         if x.ndim != 4 or x.shape[1] != 3:
             raise ValueError(
                 f"{self.name} expects images of shape (N, 3, H, W), got {tuple(x.shape)}; "
@@ -208,6 +215,27 @@ class FrozenClassifier(nn.Module):
                     found.append(name)
         return found or self.conv_layers()
 
+    def check_layers(self, layers: list[str]) -> list[str]:
+        """``layers`` if every name is a module of the network, else a ``ValueError`` with suggestions.
+
+        >>> model = wrap_model(nn.Sequential(nn.Conv2d(3, 4, 3), nn.Flatten()), input_size=32)
+        >>> model.check_layers(["1"])
+        ['1']
+        """
+        import difflib
+
+        layers = list(layers)
+        if not layers:
+            raise ValueError("no layer names given; see model.block_layers() or model.conv_layers()")
+        modules = [n for n, _ in self.net.named_modules() if n]
+        unknown = [n for n in layers if n not in modules]
+        if unknown:
+            close = difflib.get_close_matches(unknown[0], modules, n=3)
+            hint = f" (did you mean {', '.join(close)}?)" if close else ""
+            raise ValueError(f"{self.name} has no layer named {', '.join(map(repr, unknown))}{hint}; the names are "
+                             f"those of model.net.named_modules(), e.g. {', '.join(self.block_layers()[:3])}")
+        return layers
+
     @contextlib.contextmanager
     def record(self, layers: list[str]) -> Iterator[dict[str, torch.Tensor]]:
         """Record the outputs of the named layers during forward passes.
@@ -267,19 +295,56 @@ def _build_offline(spec: ModelSpec) -> nn.Module:
     return net
 
 
-def _build_torchvision(spec: ModelSpec, offline: bool) -> nn.Module:
-    import torchvision
+def _torchvision_state_dict(spec: ModelSpec, weights, offline: bool) -> dict:
+    """torchvision's pretrained weights, from its cache or downloaded there, loaded with ``weights_only=True``.
 
-    weights = torchvision.models.get_model_weights(spec.name).DEFAULT
+    torchvision's own loader unpickles the file with ``weights_only=False``: anything in a
+    tampered cache file would run. Here it may hold tensors and containers only.
+    """
+    from .config import download
+
     cached = Path(torch.hub.get_dir()) / "checkpoints" / Path(weights.url).name
     how = (f"{spec.name} needs torchvision's pretrained weights ({weights.url}). Run once with "
            f"network access (e.g. in Colab), or copy the file to {cached}.")
-    if offline and not cached.exists():
-        raise RuntimeError(f"offline and no cached weights: {how}")
+    if not cached.exists():
+        if offline:
+            raise RuntimeError(f"offline and no cached weights: {how}")
+        found = torch.hub.HASH_REGEX.search(cached.name)  # torchvision names files <name>-<sha256 prefix>.pth
+        try:
+            download(weights.url, cached, sha256_prefix=found.group(1) if found else None)
+        except (OSError, RuntimeError) as e:
+            raise RuntimeError(f"could not load weights: {how} ({e})") from e
     try:
-        return torchvision.models.get_model(spec.name, weights=weights)
-    except (OSError, RuntimeError) as e:  # URLError is an OSError
-        raise RuntimeError(f"could not load weights: {how} ({e})") from e
+        state = torch.load(cached, map_location="cpu", weights_only=True)
+    except Exception as e:  # UnpicklingError (not plain tensors), RuntimeError / EOFError (truncated), ...
+        lines = [line.strip() for line in str(e).splitlines() if line.strip()]
+        # torch's message is a page long; keep its line that names the refused object
+        reason = next((line for line in lines if "GLOBAL" in line or "Unsupported" in line),
+                      lines[0] if lines else type(e).__name__)
+        raise RuntimeError(f"refused {cached}: it does not load as plain tensors with weights_only=True "
+                           f"({reason}); delete it so that it is downloaded again, or copy a good file there") from e
+    if not isinstance(state, dict) or not all(torch.is_tensor(v) for v in state.values()):
+        raise RuntimeError(f"refused {cached}: it is not a state dict of tensors; delete it so that it is "
+                           "downloaded again")
+    return state
+
+
+def _build_torchvision(spec: ModelSpec, offline: bool) -> nn.Module:
+    from unittest import mock
+
+    import torchvision
+
+    weights = torchvision.models.get_model_weights(spec.name).DEFAULT
+    state = _torchvision_state_dict(spec, weights, offline)
+    # the builder sets the architecture options that go with these weights (inception's
+    # transform_input, ...) and then asks the weights for their state dict: hand it ours
+    with mock.patch.object(type(weights), "get_state_dict", lambda self, *a, **kw: state):
+        try:
+            return torchvision.models.get_model(spec.name, weights=weights)
+        except RuntimeError as e:  # load_state_dict: missing or unexpected keys
+            first = str(e).splitlines()[0] if str(e) else type(e).__name__
+            raise RuntimeError(f"the cached weights of {spec.name} do not fit the model ({first}); delete "
+                               f"{Path(torch.hub.get_dir()) / 'checkpoints' / Path(weights.url).name}") from e
 
 
 def load_model(name: str = DEFAULT_MODEL, device: str | torch.device | None = None,

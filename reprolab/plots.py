@@ -70,6 +70,33 @@ def plot_confusion(pred: torch.Tensor, y: torch.Tensor, n: int, title: str = "co
     return fig
 
 
+def render_change(delta: torch.Tensor):
+    """A class's change for viewing, as a PIL image: amplified change (left) and grey + change (right)."""
+    import numpy as np
+    from PIL import Image
+
+    d = delta.detach().float().cpu()[None] if delta.ndim == 3 else delta.detach().float().cpu()
+    panels = torch.cat([amplify(d)[0], (0.5 + d[0]).clamp(0, 1)], dim=2)  # side by side
+    return Image.fromarray((panels.permute(1, 2, 0).numpy() * 255).round().astype(np.uint8))
+
+
+def change_grid(program, ids: list[int], class_names: list[str], rates: list[float] | None = None,
+                ncols: int = 3, size: float = 3.2):
+    """Each perturbation of a multi-target ``program`` rendered as in a gallery, titled with its class."""
+    ncols = min(ncols, len(ids))
+    nrows = (len(ids) + ncols - 1) // ncols
+    fig, axes = plt.subplots(nrows, ncols, figsize=(size * 2 * ncols / 1.6, size * nrows / 1.4), squeeze=False)
+    for ax in axes.flat:
+        ax.axis("off")
+    deltas = program.delta().detach()
+    for k, (ax, c) in enumerate(zip(axes.flat, ids)):
+        ax.imshow(render_change(deltas[k]))
+        rate = f", success {rates[k]:.0%}" if rates is not None else ""
+        ax.set_title(f"{class_names[c][:28]} (#{c}){rate}", fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
 def gallery_grid(gallery_dir, ids: list[int] | None = None, ncols: int = 3, size: float = 3.2):
     """The saved gallery images (change | grey + change) with class names and success. Returns the figure."""
     from pathlib import Path
@@ -105,8 +132,11 @@ def plot_layer_growth(history: History, layers: list[str], baseline=None, title:
     colours = plt.cm.viridis(np.linspace(0, 1, len(layers)))
     for name, curve, colour in zip(layers, curves, colours):
         ax.plot(history.steps, curve, color=colour, label=name)
-    ax.set(xlabel="step", ylabel="log energy" + (" - clean" if baseline is not None else ""),
-           title=title or "activation growth per layer (dark: early, light: late)")
+    ax.set(xlabel="step", ylabel="log energy" + (" - clean (nats)" if baseline is not None else " (nats)"),
+           title=title or "activation growth per layer")
+    # the layer order is the legend: a colour bar from the first to the last layer
+    bar = fig.colorbar(plt.cm.ScalarMappable(cmap="viridis", norm=plt.Normalize(1, len(layers))), ax=ax)
+    bar.set_label("layer (1 = first)")
     ax.grid(alpha=0.3)
     fig.tight_layout()
     return fig

@@ -7,11 +7,13 @@ enforce constraints that the parametrisation does not already guarantee.
 
 from __future__ import annotations
 
+import math
+
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .artifacts import load_artifact, save_artifact
+from .artifacts import ArtifactError, load_artifact, save_artifact
 
 PROGRAMS: dict[str, type["InputProgram"]] = {}
 
@@ -28,10 +30,16 @@ class InputProgram(nn.Module):
     def project_(self) -> None:
         """Enforce constraints in place after an optimiser step (default: none)."""
 
+    def check(self) -> None:
+        """Raise a ``ValueError`` if the values break the program's own constraints (default: none).
+
+        :func:`load_program` calls it, so a file edited or damaged on disk is refused.
+        """
+
 
 def check_eps(eps: float, norm: str = "inf") -> float:
     """``eps`` as a float if it is a valid bound: in (0, 1] for L-inf, > 0 for L2."""
-    if not eps > 0 or (norm == "inf" and eps > 1):
+    if not eps > 0 or not math.isfinite(eps) or (norm == "inf" and eps > 1):
         raise ValueError(f"eps must be in (0, 1] in [0, 1] pixel units (L2: > 0), got {eps}; "
                          "for 10 on the 0-255 scale pass 10/255")
     return float(eps)
@@ -97,6 +105,19 @@ class AdditivePerturbation(InputProgram):
             self.w.mul_((self.eps / norms).clamp(max=1.0))
 
     @torch.no_grad()
+    def check(self) -> None:
+        if self.parametrization == "tanh":
+            return  # bounded by construction
+        d = self.w.detach().float()
+        size = d.abs().flatten(1).amax(1) if self.norm == "inf" else d.flatten(1).norm(dim=1)
+        # float16 copies (the zoo) round eps-sized values by up to 2**-11 of themselves
+        worst = int(size.argmax())
+        if size[worst] > self.eps * (1 + 2e-3) + 1e-6:
+            what = "max |delta|" if self.norm == "inf" else "||delta||_2"
+            raise ValueError(f"perturbation {worst} breaks its recorded bound: {what} = {size[worst]:.4g} "
+                             f"> eps = {self.eps:.4g} (L{self.norm})")
+
+    @torch.no_grad()
     def scaled(self, eps: float) -> "AdditivePerturbation":
         """A copy whose ``delta`` is this one's times ``eps / self.eps`` (same direction, new bound)."""
         out = AdditivePerturbation(self.config["size"], eps, self.norm, "projected", len(self.w)).to(self.w.device)
@@ -127,14 +148,43 @@ def save_program(path, program: InputProgram, **metadata) -> None:
 
 
 def load_program(path) -> tuple[InputProgram, dict]:
-    """Load ``(program, metadata)`` saved by :func:`save_program` (no pickle)."""
+    """Load ``(program, metadata)`` saved by :func:`save_program` (no pickle).
+
+    The file is refused with an :class:`~reprolab.artifacts.ArtifactError` (a
+    ``ValueError``) naming it and the problem if its metadata does not describe a known
+    program, its tensors do not match that program (missing, renamed, wrong shape),
+    any value is NaN or infinite, or the values break the program's recorded
+    constraints (e.g. a perturbation larger than its ``eps``).
+    """
     tensors, meta = load_artifact(path)
-    cls = PROGRAMS.get(meta.get("program", ""))
+    name, config = meta.get("program"), meta.get("config")
+    cls = PROGRAMS.get(name) if isinstance(name, str) else None
     if cls is None:
-        raise ValueError(f"{path}: unknown program type {meta.get('program')!r}; "
-                         f"known: {', '.join(PROGRAMS)}")
-    program = cls(**meta["config"])
+        raise ArtifactError(f"{path}: unknown program type {name!r} in its metadata; "
+                            f"known: {', '.join(PROGRAMS)}")
+    if not isinstance(config, dict):
+        raise ArtifactError(f"{path}: its metadata has no 'config' object for {name} (got {config!r})")
+    try:
+        program = cls(**config)
+    except (TypeError, ValueError, RuntimeError) as e:
+        raise ArtifactError(f"{path}: its metadata 'config' {config} does not make a {name}: {e}") from e
+    expected = program.state_dict()
+    missing, extra = sorted(set(expected) - set(tensors)), sorted(set(tensors) - set(expected))
+    if missing or extra:
+        raise ArtifactError(f"{path}: its tensors do not match a {name}: missing {missing}, unexpected {extra}")
+    for key, value in tensors.items():
+        if value.shape != expected[key].shape:
+            raise ArtifactError(f"{path}: tensor {key!r} has shape {tuple(value.shape)}, but its config "
+                                f"makes a {name} that needs {tuple(expected[key].shape)}")
+        if value.is_floating_point() and not torch.isfinite(value).all():
+            raise ArtifactError(f"{path}: tensor {key!r} holds NaN or infinite values")
+        if value.is_floating_point() != expected[key].is_floating_point():
+            raise ArtifactError(f"{path}: tensor {key!r} is {value.dtype}, expected {expected[key].dtype}")
     program.load_state_dict(tensors)
+    try:
+        program.check()
+    except ValueError as e:
+        raise ArtifactError(f"{path}: {e}") from e
     return program, meta
 
 
@@ -179,6 +229,17 @@ class ReprogrammingFrame(InputProgram):
         mask[..., top:top + image_size, left:left + image_size] = 0
         self.register_buffer("M", mask)
         self.register_buffer("index", torch.arange(n_task * m).view(n_task, m))  # first-k by default
+
+    @torch.no_grad()
+    def check(self) -> None:
+        size, top, left, k = self.config["size"], self.top, self.left, self.image_size
+        mask = torch.ones_like(self.M)
+        mask[..., top:top + k, left:left + k] = 0
+        if not torch.equal(self.M, mask):
+            raise ValueError(f"the mask M does not match the recorded image position {self.config['position']} "
+                             f"and size {k} in the {size}px canvas")
+        if self.index.numel() and int(self.index.min()) < 0:
+            raise ValueError(f"the label mapping 'index' holds negative class ids ({int(self.index.min())})")
 
     def frame(self) -> torch.Tensor:
         """The learned frame in pixel space, ``(1, 3, size, size)``; 0.5 (grey) inside the hole."""

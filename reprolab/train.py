@@ -144,6 +144,25 @@ def _forward_backward(objective, model, program, x, y, micro_batch, device_type,
     return loss, metrics
 
 
+def _is_count(value) -> bool:
+    """True for an integer >= 1 (Python or NumPy), never a bool or a float."""
+    import operator
+
+    if isinstance(value, bool):
+        return False
+    try:
+        return operator.index(value) >= 1
+    except TypeError:
+        return False
+
+
+def _is_positive(value) -> bool:
+    try:
+        return 0 < float(value) < math.inf
+    except (TypeError, ValueError, RuntimeError):
+        return False
+
+
 def fit(program: InputProgram, model: FrozenClassifier, objective: Callable, batches: Callable[[int], Batch],
         steps: int, lr: float = 0.05, optimizer: Callable | None = None, schedule: str = "constant", seed: int = 0,
         amp: bool | None = None, log_every: int = 10, checkpoint: str | Path | None = None,
@@ -187,6 +206,12 @@ def fit(program: InputProgram, model: FrozenClassifier, objective: Callable, bat
     """
     if steps < 0:
         raise ValueError(f"steps must be >= 0, got {steps}")
+    for name, value in (("log_every", log_every), ("checkpoint_every", checkpoint_every),
+                        ("callback_every", callback_every)):
+        if value is not None and not _is_count(value):
+            raise ValueError(f"{name} must be a whole number of steps >= 1, got {value!r}")
+    if optimizer is None and not _is_positive(lr):
+        raise ValueError(f"lr must be a positive finite number, got {lr!r}")
     if micro_batch is not None and micro_batch < 1:
         raise ValueError(f"micro_batch must be >= 1 image, got {micro_batch}")
     if schedule not in ("constant", "cosine"):

@@ -172,7 +172,6 @@ def gallery_view(model, program, target: int, x: torch.Tensor, n_show: int = 3, 
     ``program`` is the class's single perturbation. Returns ``(figure, info)``; ``info``
     has ``target_success`` on ``x`` and, per shown image, the clean and changed top-k names.
     """
-    from .gallery import render
     from .metrics import targeted_success
 
     device = next(model.parameters()).device
@@ -187,7 +186,7 @@ def gallery_view(model, program, target: int, x: torch.Tensor, n_show: int = 3, 
     fig = plt.figure(figsize=(2.4 * (n_show + 2), 3.2))
     grid = fig.add_gridspec(1, n_show + 2)
     big = fig.add_subplot(grid[0, :2])
-    big.imshow(render(program.delta()[0]))
+    big.imshow(plots.render_change(program.delta()[0]))
     big.set_title(f"{names[target][:30]} (#{target})\nchange x{0.5 / program.eps:.0f} | grey + change", fontsize=9)
     for i in range(n_show):
         ax = fig.add_subplot(grid[0, i + 2])
@@ -239,3 +238,17 @@ def gallery_browser(model, gallery_dir, x: torch.Tensor, columns: int = 6):
     search.observe(refresh, names="value")
     refresh()
     return w.VBox([search, grid, out])
+
+
+def glue(name: str, value, display: bool = False):
+    """Record ``value`` for a chapter's prose (MyST-NB ``{glue:text}`name```) and return it.
+
+    Outside a Jupyter Book build (Colab, a script) there is nothing to record into, so
+    it only returns the value.
+    """
+    try:
+        from myst_nb import glue as myst_glue
+    except ImportError:
+        return value
+    myst_glue(name, value, display=display)
+    return value

@@ -40,6 +40,19 @@ def is_notebook(page: Path) -> bool:
     return page.read_text().startswith("---\njupytext:")
 
 
+def remove_injected_parameters(notebook: Path) -> None:
+    """Tag papermill's ``injected-parameters`` cell ``remove-cell``: the built pages must not show it
+    (it holds this machine's data path); the chapter's own parameters cell stays (``hide-cell``)."""
+    import nbformat
+
+    nb = nbformat.read(notebook, as_version=4)
+    for cell in nb.cells:
+        tags = cell.metadata.get("tags", [])
+        if "injected-parameters" in tags and "remove-cell" not in tags:
+            cell.metadata["tags"] = [*tags, "remove-cell"]
+    nbformat.write(nb, notebook)
+
+
 @pytest.fixture(scope="session")
 def quick_chapter(tmp_path_factory, data_dir):
     """``quick_chapter(source) -> (executed notebook path, seconds)``: each chapter runs once
@@ -59,7 +72,9 @@ def quick_chapter(tmp_path_factory, data_dir):
             papermill.execute_notebook(str(src), str(out), kernel_name="python3",
                                        parameters={"quick": True, "data_root": str(data_dir)},
                                        cwd=str(chapter.parent), progress_bar=False)
-            done[chapter] = (out, time.perf_counter() - t)
+            seconds = time.perf_counter() - t
+            remove_injected_parameters(out)
+            done[chapter] = (out, seconds)
         return done[chapter]
 
     return run

@@ -8,6 +8,7 @@ pages show real outputs without running anything twice. Screenshots land in
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 import sys
@@ -20,9 +21,22 @@ from conftest import REPO, is_notebook, toc_pages
 
 SCREENSHOTS = REPO / "_build" / "test-artifacts" / "screenshots"
 ALLOWED_FAILURES = (
-    "cdn.jsdelivr.net/npm/mathjax",  # offline, MathJax from its CDN cannot load (formulas stay TeX)
     "'THEBE_JS_URL' has already been declared",  # sphinx-thebe 0.3 adds its config script twice
 )
+RAW_TEX = ("\\(", "\\[", "$$")  # delimiters MathJax removes when it typesets a formula
+# waits for MathJax (loaded with defer, so started by readyState "complete") to typeset the page
+# and for the fonts it asked for
+MATHJAX_DONE = """
+const done = arguments[arguments.length - 1];
+if (!(window.MathJax && MathJax.startup && MathJax.startup.promise)) { done("MathJax not loaded"); return; }
+MathJax.startup.promise.then(() => document.fonts.ready).then(() => done(""), e => done("MathJax failed: " + e));
+"""
+
+
+def machine_paths(*more: Path) -> list[str]:
+    """Absolute paths of this machine that no page may show (the checkout, the data, home)."""
+    paths = [REPO, REPO.parent, Path(os.environ["REPROLAB_DATA"]), Path.home(), *more]
+    return sorted({str(p) for p in paths if len(p.parts) > 1})
 
 
 def page_html(book: Path, page: Path) -> Path:
@@ -42,6 +56,8 @@ def built_book(tmp_path_factory, quick_chapter) -> Path:
             shutil.copy(page, dest)
     for name in ("_toc.yml", "references.bib"):
         shutil.copy(REPO / name, src / name)
+    for folder in ("_ext", "_static"):  # the offline MathJax extension, the book's CSS
+        shutil.copytree(REPO / folder, src / folder, ignore=shutil.ignore_patterns("__pycache__"))
     config = yaml.safe_load((REPO / "_config.yml").read_text())
     config["execute"]["execute_notebooks"] = "off"  # already executed above
     config["exclude_patterns"] = [p for p in config["exclude_patterns"] if not p.endswith(".ipynb")]
@@ -84,6 +100,11 @@ def open_page(browser, url: str) -> list[str]:
     browser.get_log("browser")  # drop messages from earlier pages
     browser.get(url)
     WebDriverWait(browser, 30).until(lambda b: b.execute_script("return document.readyState") == "complete")
+    return failed_loads(browser)
+
+
+def failed_loads(browser) -> list[str]:
+    """Failed loads and script errors logged since the last look, other than the allowed ones."""
     return [entry["message"] for entry in browser.get_log("browser")
             if entry["level"] == "SEVERE" and entry.get("source") in ("network", "javascript")
             and not any(a in entry["message"] for a in ALLOWED_FAILURES)]
@@ -107,9 +128,32 @@ def test_every_chapter_renders_in_a_browser(built_book, browser):
     assert expected <= links, f"not reachable from the navigation: {sorted(expected - links)}"
 
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    browser.set_script_timeout(60)
+    forbidden = machine_paths(built_book.parents[2])  # and pytest's folder: executed chapters, book sources
     problems = []
     for page in pages:
         failures = open_page(browser, page_html(built_book, page).as_uri())
+        # formulas: typeset by MathJax (served from _static, offline), no TeX source left on screen
+        has_math = browser.execute_script("return document.querySelectorAll('.math').length") > 0
+        mathjax = browser.execute_async_script(MATHJAX_DONE) if has_math else ""
+        typeset = browser.execute_script("return document.querySelectorAll('mjx-container').length")
+        text = browser.execute_script("return document.body.innerText")
+        raw_tex = [t for t in RAW_TEX if t in text]
+        failures += failed_loads(browser)  # what MathJax loaded after the page (components, fonts)
+        if mathjax or raw_tex or (has_math and typeset == 0):
+            problems.append(f"{page.stem}: math not typeset ({mathjax or 'MathJax ran'}, "
+                            f"{typeset} formulas typeset, raw TeX {raw_tex} on the page)")
+        # no machine paths on screen (papermill's injected-parameters cell is removed, for one)
+        shown = [p for p in forbidden if p in text]
+        if shown:
+            problems.append(f"{page.stem}: machine paths in the visible text: {shown}")
+        # code cells wrap long lines (_static/custom.css) instead of scrolling sideways
+        wide = browser.execute_script(
+            "return Array.from(document.querySelectorAll('div.cell pre'))"
+            ".filter(e => e.clientWidth > 0 && e.scrollWidth > e.clientWidth + 1)"  # shown ones (not in closed cells)
+            ".map(e => e.innerText.slice(0, 80))")
+        if wide:
+            problems.append(f"{page.stem}: code cells wider than the page: {wide}")
         browser.save_screenshot(str(SCREENSHOTS / f"{page.stem}.png"))
         errors = [e.text[:300] for e in browser.find_elements(By.CSS_SELECTOR, ".cell_output .traceback, .cell_output .stderr")
                   if "Error" in e.text or "Traceback" in e.text]

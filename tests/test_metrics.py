@@ -48,3 +48,12 @@ def test_transfer_diagonal_equals_single_evaluation(tiny_model):
     assert rows == cols == ["a", "b"] and m.shape == (2, 2)
     for i, name in enumerate(rows):
         assert m[i, i] == evaluate_perturbation(models[name], programs[name], x, y)["fooling_rate"]
+
+
+def test_dominant_labels_count_only_fooled_images(tiny_model):
+    from reprolab.metrics import dominant_labels
+
+    # 10 bright images (class 9) are pushed to class 0; 10 dark ones were class 0 already
+    x = torch.cat([torch.full((10, 3, 32, 32), 1.0), torch.full((10, 3, 32, 32), 0.0)])
+    shares = dominant_labels(tiny_model, Shift(0.0), x)
+    assert shares == [(tiny_model.class_names[0], 0.5)]  # not 1.0: the dark ones were not moved

@@ -147,3 +147,12 @@ def verify(root: str | Path = ROOT) -> list[str]:
     listed = {e["file"] for e in entries.values()}
     problems += [f"{f.name} is not in the manifest" for f in root.glob("*.safetensors") if f.name not in listed]
     return problems
+
+
+def describe(name: str, root: str | Path = ROOT) -> str:
+    """One line on where an entry comes from: command, device, time, recorded metrics."""
+    e = info(name, root)
+    rates = ", ".join(f"{k.replace('_', ' ')} {v:.1%}" for k, v in e["metrics"].items() if isinstance(v, float))
+    seconds = f" in {e['crafting_seconds']:.0f} s" if e.get("crafting_seconds") else ""
+    return (f"{name}: {rates} on n = {e['metrics']['n']} held-out images; crafted on {e['device']}{seconds} "
+            f"(commit {e['commit']}); remake: `{e['command']}`")

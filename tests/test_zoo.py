@@ -1,0 +1,100 @@
+"""The zoo: manifest, files and hashes agree; entries load; recorded metrics are reproduced."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+import reprolab
+from reprolab import zoo
+from reprolab.cli import main
+
+REQUIRED = [
+    "uap-sgd-linf-efficientnet_lite0", "uap-sgd-l2-efficientnet_lite0", "uap-sgd-linf-efficientnet_lite1",
+    "uap-sgd-linf-efficientnet_lite2", "uap-deepfool-linf-efficientnet_lite0", "gduap-none-efficientnet_lite0",
+    "gduap-range-efficientnet_lite0", "gduap-data-efficientnet_lite0", "reprogram-mnist-efficientnet_lite0",
+    "reprogram-squares-efficientnet_lite0", "reprogram-mnist-first-efficientnet_lite0",
+    "reprogram-mnist-iterative-efficientnet_lite0", "targeted-writeup-efficientnet_lite0",
+]
+METRIC = {"reprogram": "heldout_accuracy", "uap": "fooling_rate", "datafree": "fooling_rate",
+          "gallery": "target_success"}
+
+
+def test_manifest_files_and_hashes_agree():
+    assert zoo.verify() == []
+    assert set(REQUIRED) <= set(zoo.names())
+    total = sum(zoo.info(n)["bytes"] for n in zoo.names())
+    assert total <= 25e6, f"the committed zoo is {total / 1e6:.1f} MB (limit 25 MB)"
+
+
+@pytest.mark.parametrize("name", REQUIRED)
+def test_every_entry_records_its_provenance(name):
+    e = zoo.info(name)
+    assert e["kind"] in zoo.KINDS and e["model"] in reprolab.list_models()
+    assert 0 <= e["metrics"][METRIC[e["kind"]]] <= 1 and e["metrics"]["n"] > 0
+    assert e["command"].startswith("reprolab ")
+    for key in ("photos", "settings", "commit", "device", "torch", "crafted_with", "sha256"):
+        assert e[key], key
+    # the float16 copy moved no metric by more than 0.2 points (else it is kept in float32)
+    assert all(abs(e["metrics"][k] - v) <= 0.002 for k, v in e["metrics_float32"].items())
+
+
+def test_load_gives_a_float32_program_with_its_record():
+    program, meta = zoo.load("gduap-none-efficientnet_lite0")
+    assert isinstance(program, reprolab.AdditivePerturbation) and program.w.dtype == torch.float32
+    assert program.delta().abs().max() <= program.eps + 1e-7
+    assert meta["zoo"]["name"] == "gduap-none-efficientnet_lite0" and meta["model"] == "efficientnet_lite0"
+
+
+def test_unknown_names_and_kinds_are_clear_errors():
+    with pytest.raises(ValueError, match="no zoo entry 'uap-nope'"):
+        zoo.info("uap-nope")
+    with pytest.raises(ValueError, match="unknown kind"):
+        zoo.names("nope")
+
+
+def test_a_changed_file_is_refused(tmp_path):
+    program = reprolab.AdditivePerturbation(8, eps=0.1)
+    torch.nn.init.normal_(program.w)
+    entry = {"kind": "uap", "model": "tiny", "metrics": {"fooling_rate": 0.5, "n": 4}}
+    stored = zoo.write_entry("tiny-uap", program, {"model": "tiny"}, entry, root=tmp_path)
+    assert stored["dtype"] == "float16" and zoo.verify(tmp_path) == []
+    loaded, _ = zoo.load("tiny-uap", root=tmp_path)
+    assert torch.allclose(loaded.delta(), program.delta(), atol=1e-3)
+    (tmp_path / "tiny-uap.safetensors").write_bytes((tmp_path / "tiny-uap.safetensors").read_bytes()[:-4] + b"\0" * 4)
+    with pytest.raises(ValueError, match="does not match the sha256"):
+        zoo.load("tiny-uap", root=tmp_path)
+    assert zoo.verify(tmp_path) == ["tiny-uap: tiny-uap.safetensors does not match its sha256"]
+    with pytest.raises(ValueError, match="kind must be one of"):
+        zoo.write_entry("x", program, {}, {"kind": "nope", "model": "tiny", "metrics": {}}, root=tmp_path)
+
+
+def test_cli_zoo_list_json(capsys):
+    assert main(["zoo", "list", "--json"]) == 0
+    rows = json.loads(capsys.readouterr().out)["entries"]
+    assert {r["name"] for r in rows} >= set(REQUIRED)
+    assert all({"name", "kind", "model", "metrics"} <= set(r) for r in rows)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", ["gduap-none-efficientnet_lite0", "reprogram-squares-efficientnet_lite0"])
+def test_evaluate_reproduces_the_recorded_metric(name, capsys, data_dir):
+    assert main(["evaluate", f"zoo:{name}", "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    recorded = zoo.info(name)["metrics"]
+    key = METRIC[zoo.info(name)["kind"]]
+    assert out["n"] == recorded["n"]
+    # the same photos and code: equal up to one image flipping on another CPU's arithmetic
+    assert abs(out[key] - recorded[key]) <= 1 / recorded["n"] + 1e-6, (out, recorded)
+
+
+@pytest.mark.slow
+def test_evaluate_a_gallery_entry_on_some_classes(capsys, data_dir):
+    name = "targeted-writeup-efficientnet_lite0"
+    assert main(["evaluate", f"zoo:{name}", "--classes", "toucan", "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    recorded = {r["id"]: r["target_success"] for r in zoo.info(name)["per_class"]}
+    assert [r["id"] for r in out["per_class"]] == [96]
+    assert abs(out["target_success"] - recorded[96]) <= 1 / out["n"] + 1e-6
