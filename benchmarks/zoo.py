@@ -53,6 +53,10 @@ class Recipe:
     def command(self, out: str) -> str:
         return " ".join(["reprolab", *self.args, "--out", out])
 
+    def remake(self, name: str) -> str:
+        """The command that remakes entry ``name`` (a gallery is a folder, then published as one file)."""
+        return self.command(f"{name}/" if self.kind == "gallery" else f"{name}.safetensors")
+
 
 def _uap(model: str, norm: str, eps: str, steps: int, batch: int, cpu: float, loss: str = "clamped_ce",
          **kw) -> Recipe:
@@ -83,8 +87,8 @@ RECIPES: dict[str, Recipe] = {
     f"uap-sgd-linf-margin2000-{L0}": _uap(L0, "inf", "10/255", 2000, 32, 65, loss="margin", gpu_seconds=60,
                                           gpu_only=True),
     f"uap-sgd-l2-{L0}": _uap(L0, "2", "2000/255", 400, 16, 9),
-    "uap-sgd-linf-efficientnet_lite1": _uap("efficientnet_lite1", "inf", "10/255", 400, 16, 11),
-    "uap-sgd-linf-efficientnet_lite2": _uap("efficientnet_lite2", "inf", "10/255", 400, 16, 15),
+    "uap-sgd-linf-efficientnet_lite1": _uap("efficientnet_lite1", "inf", "10/255", 200, 16, 6),
+    "uap-sgd-linf-efficientnet_lite2": _uap("efficientnet_lite2", "inf", "10/255", 200, 16, 8),
     f"uap-deepfool-linf-{L0}": Recipe("uap", ["uap", "--model", L0, "--method", "deepfool", "--norm", "inf",
                                               "--eps", "10/255", "--passes", "2"], 13),
     f"gduap-none-{L0}": _datafree("none", 0.3),
@@ -122,12 +126,13 @@ def craft(name: str, anyway: bool) -> None:
         raise SystemExit(f"{name} takes about {recipe.cpu_minutes / 60:.1f} h on a 2-core CPU "
                          f"({recipe.gpu_seconds:.0f} s on an H100); run it on a GPU, or pass --anyway")
     print(f"{name}: {recipe.command(str(out))}", flush=True)
+    made_by = provenance()  # the code as it is when the run starts
     t = time.perf_counter()
     run = subprocess.run([sys.executable, "-m", "reprolab", *recipe.args, "--out", str(out), "--json"],
                          stdout=subprocess.PIPE, text=True)
     if run.returncode:
         raise SystemExit(f"{name}: the recipe failed (exit {run.returncode})")
-    log = {**provenance(), "command": recipe.command(out.name), "seconds": round(time.perf_counter() - t, 1),
+    log = {**made_by, "command": recipe.command(out.name), "seconds": round(time.perf_counter() - t, 1),
            "result": json.loads(run.stdout.strip().splitlines()[-1])}
     (WORK / f"{name}.json").write_text(json.dumps(log, indent=2) + "\n")
 
@@ -190,7 +195,7 @@ def publish(name: str, src: Path | None) -> dict:
         "metrics_float32": {k: full[k] for k in keys},
         "photos": PHOTOS.get(recipe.kind, {}).get(meta.get("task"), SAMPLE),
         "settings": settings_of(program, keep_meta),
-        "command": recipe.command(f"{name}.safetensors"),
+        "command": recipe.remake(name),
         "crafted_with": prov["command"], "commit": prov["commit"], "device": prov["device"],
         "torch": prov["torch"], "crafting_seconds": prov.get("seconds"),
         "cpu_minutes": round(recipe.cpu_minutes, 1), "gpu_seconds": recipe.gpu_seconds,
@@ -220,8 +225,7 @@ def main():
         r = RECIPES[name]
         if a.action == "list":
             where = f"GPU: {r.gpu_seconds:.0f} s on an H100" if r.gpu_only else "CPU"
-            print(f"{name:<44} {r.kind:<9} ~{r.cpu_minutes:.0f} min on 2 CPU cores ({where})\n"
-                  f"    {r.command(f'{name}.safetensors')}")
+            print(f"{name:<44} {r.kind:<9} ~{r.cpu_minutes:.0f} min on 2 CPU cores ({where})\n    {r.remake(name)}")
         elif a.action == "craft":
             craft(name, a.anyway)
         else:

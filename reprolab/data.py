@@ -255,7 +255,7 @@ def _label_rows(table: Path, folder: Path) -> tuple[list[Path], list[int], list[
         name, index = r.get("file") or "", r.get("class_index") or ""
         if not name:
             raise ImageError(f"{at}: empty 'file'; every row names an image")
-        if (PurePosixPath(name).is_absolute() or PureWindowsPath(name).is_absolute() or PureWindowsPath(name).drive
+        if (PurePosixPath(name).is_absolute() or PureWindowsPath(name).is_absolute()
                 or ".." in PurePosixPath(name.replace("\\", "/")).parts):
             raise ImageError(f"{at}: {name!r} points outside {folder}; give files relative to the folder, "
                              "without '..' or a leading '/'")
@@ -400,7 +400,8 @@ def load_task(name: str, split: str = "train", root=None, download: bool = False
         return counting_squares(2000, seed=1, split="heldout")
     if name == "cifar10":
         if not download:
-            raise ValueError("cifar10 is online only: pass download=True (needs network access)")
+            raise ValueError("cifar10 is online only: pass download=True (--download on the command line; "
+                             "needs network access)")
         from torchvision.datasets import CIFAR10
 
         ds = _torchvision_dataset(CIFAR10, "CIFAR-10", root, split == "train")

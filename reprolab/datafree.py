@@ -97,16 +97,15 @@ def datafree_uap(model: FrozenClassifier, prior: str = "none", x: torch.Tensor |
         layers: layers whose activations are maximised (default: ``model.block_layers()``,
             the residual/MBConv blocks; ``model.conv_layers()`` is the other natural choice).
         stat: ``"l2"`` (GD-UAP) or ``"mean_abs"`` (FFF).
-        lr: Adam step in pixel units (default ``eps / 2``: on lite0, 40 no-data steps fooled
-            48 % of 128 held-out photos at ``eps / 2`` and 25 % at ``eps / 10``); the
-            perturbation is projected onto the eps-ball after every step.
+        lr: Adam step in pixel units (default ``eps / 2``, far larger than SGD-UAP's: the
+            activations grow slowly from a flat start); the perturbation is projected onto
+            the eps-ball after every step.
         halve_at: the reference code's trick, off by default: every ``check_every`` steps,
             if at least this fraction of the perturbation sits at the bound, halve it (it
             restarts the climb from a less saturated point). Use it with ``val``, as the
             reference code does: each check validates before it halves and the best is
             kept; without ``val`` a halving near the end returns a perturbation that had
-            no steps left to climb back (on lite0, 1,000 steps with ``halve_at=0.5`` and no
-            ``val`` ended on a halving and fooled 29.6 % of photos, 62.8 % without halving).
+            no steps left to climb back (the book's results page has a measured case).
         val: optional validation images (never the ones you report on). Every
             ``check_every`` steps their fooling rate is logged as ``val_fooling_rate``,
             and the best perturbation so far is the one returned (early stopping).
@@ -134,8 +133,8 @@ def datafree_uap(model: FrozenClassifier, prior: str = "none", x: torch.Tensor |
         if not layers:
             raise ValueError(f"{model.name} has no convolutional layers to maximise; "
                              "pass layers=[names from model.net.named_modules()]")
-    else:
-        layers = model.check_layers(layers)
+    elif layers:
+        layers = model.check_layers(layers)  # unknown names: a ValueError now, not a KeyError mid-run
     program = AdditivePerturbation(size, eps, parametrization="projected")
     with torch.no_grad():  # a random start, as in the reference code: zero can be a flat spot
         g = torch.Generator().manual_seed(seed)

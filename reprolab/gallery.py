@@ -45,19 +45,17 @@ def targeted_uap(model: FrozenClassifier, x: torch.Tensor, targets: list[int], e
         x: crafting images ``(N, 3, S, S)``; their labels are not needed.
         targets: class indices, one perturbation each.
         eps: L-inf bound, ``delta = eps * tanh(w)``. The default, 64/255, is visible on
-            purpose (as in Nozdryn-Plotnicki 2018): on lite0 with the views on, 80 steps reached
-            67 % and 80 % success on 64 held-out photos for "monitor" and "toucan" at 64/255,
-            5 % at 32/255.
+            purpose (as in Nozdryn-Plotnicki 2018); at 32/255 the views make the targets
+            far harder to reach.
         batch_size: images per step, shared by all targets (the model sees
             ``len(targets) * batch_size`` images per step).
         lr: Adam step on ``w`` (tanh space).
         augment: random views between the changed image and the network.
         fit_kwargs: passed to :func:`reprolab.fit`. Its ``micro_batch`` defaults to 1 on a
             CPU (one photo with every target per forward/backward pass, the same update)
-            and to the whole batch elsewhere: on 2 CPU cores, lite0, one photo a pass
-            trained 2.2-2.9x faster than the naive loop and 2.3-2.8x faster than the
-            whole batch of 4 photos x 10 targets (two runs); on an H100 it was 4.6-7.6x
-            slower than the whole batch (``benchmarks/harness.py``, README).
+            and to the whole batch elsewhere: one photo a pass is the faster choice on a
+            few CPU cores and the slower one on a GPU (``benchmarks/harness.py``; the
+            book's results page has the timings).
 
     Returns:
         ``(program, history)``: ``program.delta()[k]`` is the change for ``targets[k]``.

@@ -96,10 +96,10 @@ class FrozenClassifier(nn.Module):
         size_multiple: sizes other than the native one must be multiples of this
             (EfficientNet-Lite's static 'same' padding is only right for such sizes).
         channels_last: keep the network's weights in channels-last memory format, which
-            makes convolutions pick faster kernels (on 2 CPU cores, lite0's training steps
-            ran 1.1-1.3x faster; see ``benchmarks/harness.py``). Values are unchanged. On an
-            H100 at batch 256 it helped lite0 (1.07-1.19x) but slowed resnet50 (0.68-0.80x):
-            there, call ``model.to(memory_format=torch.contiguous_format)``.
+            makes convolutions pick faster kernels on CPUs (``benchmarks/harness.py``; the
+            book's results page has the timings). Values are unchanged. On a GPU it can be
+            slower for some networks (resnet50 on an H100): there, call
+            ``model.to(memory_format=torch.contiguous_format)``.
 
     Shape:
         input ``(N, 3, H, W)`` in ``[0, 1]``; output ``(N, num_classes)`` logits.

@@ -40,7 +40,8 @@ class InputProgram(nn.Module):
 def check_eps(eps: float, norm: str = "inf") -> float:
     """``eps`` as a float if it is a valid bound: in (0, 1] for L-inf, > 0 for L2."""
     if not eps > 0 or not math.isfinite(eps) or (norm == "inf" and eps > 1):
-        raise ValueError(f"eps must be in (0, 1] in [0, 1] pixel units (L2: > 0), got {eps}; "
+        shown = f"{eps:.4g}" if isinstance(eps, (int, float)) else repr(eps)
+        raise ValueError(f"eps must be in (0, 1] in [0, 1] pixel units (L2: finite, > 0), got {shown}; "
                          "for 10 on the 0-255 scale pass 10/255")
     return float(eps)
 
@@ -171,7 +172,8 @@ def load_program(path) -> tuple[InputProgram, dict]:
     expected = program.state_dict()
     missing, extra = sorted(set(expected) - set(tensors)), sorted(set(tensors) - set(expected))
     if missing or extra:
-        raise ArtifactError(f"{path}: its tensors do not match a {name}: missing {missing}, unexpected {extra}")
+        raise ArtifactError(f"{path}: its tensors do not match the program {name}: missing {missing}, "
+                            f"unexpected {extra}")
     for key, value in tensors.items():
         if value.shape != expected[key].shape:
             raise ArtifactError(f"{path}: tensor {key!r} has shape {tuple(value.shape)}, but its config "

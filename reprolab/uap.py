@@ -38,9 +38,8 @@ def sgd_uap(model: FrozenClassifier, x: torch.Tensor, eps: float = 10 / 255, nor
             same per-pixel step scaled by the image's side).
         augment: show the model random crops and flips of the crafting photos
             (:class:`~reprolab.augment.RandomViews`). With a few hundred photos this is what
-            makes the perturbation generalise: on efficientnet_lite0 with 250 photos at
-            10/255, our held-out fooling rate was 21 % without it (150 steps of 32) and
-            64 % with it after less compute (120 steps of 16).
+            makes the perturbation generalise (the book's results page compares held-out
+            fooling rates with and without it).
         fit_kwargs: passed on to :func:`reprolab.fit` (checkpoint, callback, ...).
 
     Returns:

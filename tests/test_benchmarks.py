@@ -28,3 +28,19 @@ def test_harness_quick_mode_produces_complete_results(tmp_path):
         assert r["images_per_s"] > 0 and r["step_ms"] > 0 and r["peak_memory_mb"] > 0 and r["tflops"] > 0
         assert r["speedup_vs_naive"] == pytest.approx(r["images_per_s"] / rows[(r["method"], "naive")]["images_per_s"],
                                                       rel=0.02)
+
+
+def test_every_zoo_entry_has_its_recipe():
+    """The manifest's command for an entry is the recipe ``benchmarks/zoo.py`` runs to remake it."""
+    from reprolab import zoo
+
+    sys.path.insert(0, str(REPO / "benchmarks"))
+    try:
+        import zoo as recipes  # benchmarks/zoo.py
+    finally:
+        sys.path.pop(0)
+    for name in zoo.names():
+        assert name in recipes.RECIPES, f"{name} has no recipe in benchmarks/zoo.py"
+        recipe = recipes.RECIPES[name]
+        assert zoo.info(name)["command"] == recipe.remake(name)
+        assert zoo.info(name)["kind"] == recipe.kind and zoo.info(name)["model"] == recipe.model

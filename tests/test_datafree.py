@@ -101,7 +101,7 @@ def test_clear_errors(tiny_model):
         datafree_uap(tiny_model, "imagenet", steps=1, progress=False)
     with pytest.raises(ValueError, match="needs images"):
         datafree_uap(tiny_model, "data", steps=1, progress=False)
-    with pytest.raises(KeyError, match="no layer named"):
+    with pytest.raises(ValueError, match="no layer named 'nope'"):
         datafree_uap(tiny_model, "none", steps=1, layers=["nope"], progress=False)
     with pytest.raises(ValueError, match="eps must be"):
         datafree_uap(tiny_model, "none", eps=0, steps=1, progress=False)

@@ -36,6 +36,7 @@ def test_save_load_round_trip(tmp_path):
     p = AdditivePerturbation(32, eps=0.1, norm="2", parametrization="projected")
     with torch.no_grad():
         p.w.uniform_(-0.01, 0.01)
+    p.project_()  # within its bound: load_program refuses programs that break it
     reprolab.save_program(tmp_path / "p.safetensors", p, model="tiny", fooling_rate=0.5)
     q, meta = reprolab.load_program(tmp_path / "p.safetensors")
     assert isinstance(q, AdditivePerturbation) and q.norm == "2"

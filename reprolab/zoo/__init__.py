@@ -152,7 +152,9 @@ def verify(root: str | Path = ROOT) -> list[str]:
 def describe(name: str, root: str | Path = ROOT) -> str:
     """One line on where an entry comes from: command, device, time, recorded metrics."""
     e = info(name, root)
-    rates = ", ".join(f"{k.replace('_', ' ')} {v:.1%}" for k, v in e["metrics"].items() if isinstance(v, float))
+    digits = 2 if e["metrics"]["n"] >= 1000 else 1  # 2,000 held-out images resolve 0.05 points
+    rates = ", ".join(f"{k.replace('_', ' ')} {v:.{digits}%}" for k, v in e["metrics"].items()
+                      if isinstance(v, float) and k != "target_prob")
     seconds = f" in {e['crafting_seconds']:.0f} s" if e.get("crafting_seconds") else ""
     return (f"{name}: {rates} on n = {e['metrics']['n']} held-out images; crafted on {e['device']}{seconds} "
             f"(commit {e['commit']}); remake: `{e['command']}`")
