@@ -170,6 +170,35 @@ def _save(args, program, history, out: dict, summary: str) -> dict:
     return out
 
 
+CHECKPOINT_EVERY = 25  # steps between the checkpoints of uap, datafree and reprogram
+
+
+def checkpoint_path(out) -> Path:
+    """Where ``uap``, ``datafree`` and ``reprogram`` keep their checkpoint: beside ``--out``."""
+    return Path(f"{out}.ckpt.safetensors")
+
+
+def _resume_kwargs(args, keys: tuple[str, ...], **extra) -> dict:
+    """:func:`reprolab.fit` arguments that make a rerun of the same command resume a killed one.
+
+    The checkpoint records the command's settings (the options ``keys`` of ``args``, as
+    ``--name``, plus ``extra``) as well as fit's own; a rerun with other settings is
+    refused and names them. (fit alone would let a constant-rate run go on to more
+    steps; ``--steps`` here must match too.)
+    """
+    path = checkpoint_path(args.out)
+    if path.exists() and distributed.rank() == 0 and not args.json:
+        print(f"resuming from {path} (delete it to start over)", file=sys.stderr)
+    settings = {"command": args.command, **{f"--{k.replace('_', '-')}": getattr(args, k) for k in keys}, **extra}
+    return {"checkpoint": path, "checkpoint_every": CHECKPOINT_EVERY, "settings": settings}
+
+
+def _drop_checkpoint(args) -> None:
+    """The artifact is written: its checkpoint is no longer needed."""
+    if distributed.rank() == 0:
+        checkpoint_path(args.out).unlink(missing_ok=True)
+
+
 def _cmd_uap(args) -> dict:
     from . import uap
 
@@ -177,10 +206,11 @@ def _cmd_uap(args) -> dict:
     x, _ = _images_for(model, args, args.split)  # labels are never used for crafting
     t = time.perf_counter()
     if args.method == "sgd":
+        resume = _resume_kwargs(args, ("method", "norm", "eps", "steps", "batch_size", "schedule", "loss"))
         program, history = uap.sgd_uap(model, x, args.eps, args.norm, steps=args.steps,
                                        batch_size=args.batch_size, schedule=args.schedule, loss=args.loss,
-                                       progress=not args.json)
-    else:
+                                       progress=not args.json, **resume)
+    else:  # no checkpoint: DeepFool-UAP has its own loop (see uap.deepfool_uap)
         program, history = uap.deepfool_uap(model, x, args.eps, args.norm, max_passes=args.passes,
                                             progress=not args.json)
     seconds = time.perf_counter() - t
@@ -191,7 +221,9 @@ def _cmd_uap(args) -> dict:
     out = {"out": str(args.out), "model": args.model, "method": args.method, "norm": args.norm,
            "eps": args.eps, "crafting_images": len(x), "seconds": round(seconds, 1),
            "crafting_fooling_rate": history.last().get("fooling_rate"), "heldout": held}
-    return _save(args, program, history, out, f"held-out: {held}")
+    out = _save(args, program, history, out, f"held-out: {held}")
+    _drop_checkpoint(args)
+    return out
 
 
 def _cmd_reprogram(args) -> dict:
@@ -206,15 +238,20 @@ def _cmd_reprogram(args) -> dict:
                                  steps=args.steps, batch_size=args.batch_size, lr=args.lr, schedule=args.schedule,
                                  size=args.size,
                                  image_size=image_size, progress=not args.json,
-                                 log_every=max(1, args.steps // 20))
+                                 log_every=max(1, args.steps // 20),
+                                 **_resume_kwargs(args, ("task", "mapping", "m", "steps", "batch_size", "lr",
+                                                         "schedule", "size", "image_size")))
     acc = metrics.accuracy(task_predict(model, program, hx), hy)
     out = {"out": str(args.out), "model": args.model, "task": args.task, "mapping": args.mapping,
            "steps": args.steps, "seconds": round(history.seconds, 1), "heldout_accuracy": acc, "n": len(hy)}
-    return _save(args, program, history, out, f"held-out accuracy {acc:.1%} on {len(hy)} {args.task} images")
+    out = _save(args, program, history, out, f"held-out accuracy {acc:.1%} on {len(hy)} {args.task} images")
+    _drop_checkpoint(args)
+    return out
 
 
 def _cmd_datafree(args) -> dict:
     from .datafree import datafree_uap
+    from .train import fingerprint
 
     model = _load_model(args.model, args)
     layers = None if args.layers == "blocks" else (model.conv_layers() if args.layers == "conv" else
@@ -222,15 +259,19 @@ def _cmd_datafree(args) -> dict:
                                                                       if n.strip()))
     x = _images_for(model, args, args.split)[0] if args.prior == "data" else None  # images, never labels
     t = time.perf_counter()
+    resume = _resume_kwargs(args, ("prior", "eps", "steps", "batch_size", "layers", "stat", "halve_at",
+                                   "jitter"), crafting_images=None if x is None else fingerprint(x))
     program, history = datafree_uap(model, args.prior, x, args.eps, steps=args.steps, batch_size=args.batch_size,
                                     layers=layers, stat=args.stat, halve_at=args.halve_at, jitter=args.jitter,
-                                    progress=not args.json)
+                                    progress=not args.json, **resume)
     seconds = time.perf_counter() - t
     hx, hy = _images_for(model, args, "heldout")
     out = {"out": str(args.out), "model": args.model, "method": "datafree", "prior": args.prior, "stat": args.stat,
            "jitter": args.jitter, "eps": args.eps, "steps": args.steps, "seconds": round(seconds, 1),
            "heldout": metrics.evaluate_perturbation(model, program, hx, hy)}
-    return _save(args, program, history, out, f"held-out: {out['heldout']}")
+    out = _save(args, program, history, out, f"held-out: {out['heldout']}")
+    _drop_checkpoint(args)
+    return out
 
 
 def _cmd_gallery(args) -> dict:
@@ -360,7 +401,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--schedule", choices=["constant", "cosine"], default="constant", help="SGD learning-rate schedule")
     s.add_argument("--loss", choices=["clamped_ce", "margin"], default="clamped_ce", help="SGD-UAP loss")
     s.add_argument("--passes", type=positive_int, default=5, help="DeepFool-UAP passes over the images")
-    s.add_argument("--out", required=True, type=output_file, help="output .safetensors file")
+    s.add_argument("--out", required=True, type=output_file,
+                   help="output .safetensors file (SGD: a killed run resumes from OUT.ckpt.safetensors when rerun)")
 
     s = add("reprogram", _cmd_reprogram, "reprogram the model to solve a small-image task")
     s.add_argument("--model", default=models.DEFAULT_MODEL)
@@ -373,7 +415,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--schedule", choices=["constant", "cosine"], default="cosine", help="learning-rate schedule")
     s.add_argument("--size", type=positive_int, default=None, help="canvas side (default: the model's input size)")
     s.add_argument("--image-size", type=positive_int, default=None, help="side of the embedded image (default: size/3; 36 for squares)")
-    s.add_argument("--out", required=True, type=output_file, help="output .safetensors file")
+    s.add_argument("--out", required=True, type=output_file,
+                   help="output .safetensors file (a killed run resumes from OUT.ckpt.safetensors when rerun)")
 
     s = add("datafree", _cmd_datafree, "craft a universal perturbation without data (GD-UAP / FFF)")
     s.add_argument("--model", default=models.DEFAULT_MODEL)
@@ -393,7 +436,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--jitter", type=fraction, default=None,
                    help="show the network random crops (smallest area fraction, e.g. 0.5) and flips of "
                         "the perturbed input, --batch-size per step (off by default)")
-    s.add_argument("--out", required=True, type=output_file, help="output .safetensors file")
+    s.add_argument("--out", required=True, type=output_file,
+                   help="output .safetensors file (a killed run resumes from OUT.ckpt.safetensors when rerun)")
 
     s = add("gallery", _cmd_gallery, "targeted universal images, one per class, resumable")
     s.add_argument("--model", default=models.DEFAULT_MODEL)
@@ -404,7 +448,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--steps", type=positive_int, default=200)
     s.add_argument("--batch-size", type=positive_int, default=4, help="images per step, shared by the classes of a run")
     s.add_argument("--classes-per-run", type=positive_int, default=10)
-    s.add_argument("--out", required=True, type=output_folder, help="output folder (rerun the same command to resume)")
+    s.add_argument("--out", required=True, type=output_folder,
+                   help="output folder (rerun the same command to resume; one run at a time per folder)")
 
     s = add("evaluate", _cmd_evaluate, "held-out metrics of a saved artifact, gallery folder or zoo entry")
     s.add_argument("artifact", help="a .safetensors file, a gallery folder, or zoo:NAME (see `reprolab zoo list`)")
@@ -426,11 +471,14 @@ def main(argv: list[str] | None = None) -> int:
     try:
         _check_args(args)
         out = args.func(args)
+        if args.json and distributed.rank() == 0:
+            print(json.dumps(out))
+    except BrokenPipeError:  # the reader stopped early (`reprolab zoo list | head`): not an error
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no second error at exit
+        return 0
     except EXPECTED_ERRORS as e:
         print(f"reprolab {args.command}: error: {error_message(e)}", file=sys.stderr)
         return 2
-    if args.json and distributed.rank() == 0:
-        print(json.dumps(out))
     return 0
 
 

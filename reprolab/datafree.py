@@ -108,7 +108,8 @@ def datafree_uap(model: FrozenClassifier, prior: str = "none", x: torch.Tensor |
             no steps left to climb back (the book's results page has a measured case).
         val: optional validation images (never the ones you report on). Every
             ``check_every`` steps their fooling rate is logged as ``val_fooling_rate``,
-            and the best perturbation so far is the one returned (early stopping).
+            and the best perturbation so far is the one returned (early stopping). The best
+            one is not in a ``checkpoint``: a resumed run picks among the checks after it.
         jitter: if set, the network sees random resized crops (smallest area fraction
             ``jitter``) and flips of the perturbed input, ``batch_size`` of them per step
             (for the no-data prior too: copies of the mean image). The perturbation must

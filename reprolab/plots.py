@@ -38,16 +38,17 @@ def amplify(delta: torch.Tensor) -> torch.Tensor:
 
 
 def plot_history(history: History, keys: list[str] | None = None, title: str | None = None):
-    """One panel per logged metric against the step. Returns the figure."""
+    """One panel per logged metric against the step (means over the training batches
+    since the previous log, not held-out numbers). Returns the figure."""
     keys = keys or list(history.metrics)
     fig, axes = plt.subplots(1, len(keys), figsize=(3.6 * len(keys), 2.8), squeeze=False)
     for ax, k in zip(axes.flat, keys):
         ax.plot(history.steps, history.metrics[k], marker=".")
         ax.set_xlabel("step")
-        ax.set_title(k)
+        ax.set_ylabel(k.replace("_", " "))
+        ax.set_title(k.replace("_", " "))
         ax.grid(alpha=0.3)
-    if title:
-        fig.suptitle(title)
+    fig.suptitle((title + " " if title else "") + "(training batches)")
     fig.tight_layout()
     return fig
 

@@ -7,9 +7,13 @@ of metrics, deterministic seeding per step, and checkpoints that resume exactly.
 
 from __future__ import annotations
 
+import functools
+import hashlib
+import json
 import math
 import os
 import time
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
@@ -89,18 +93,110 @@ class History:
         return cls(list(d["steps"]), {k: list(v) for k, v in d["metrics"].items()}, d["seconds"])
 
 
-def _save_checkpoint(path: Path, program, optimizer, step: int, history: History) -> None:
+def fingerprint(t: torch.Tensor) -> str:
+    """``"24x3x32x32 float32 sha256 1a2b..."``: a tensor's shape, dtype and a hash of its values."""
+    t = t.detach().cpu().contiguous()
+    digest = hashlib.sha256(t.reshape(-1).view(torch.uint8).numpy().tobytes()).hexdigest()[:16]
+    return f"{'x'.join(map(str, t.shape)) or 'scalar'} {str(t.dtype).removeprefix('torch.')} sha256 {digest}"
+
+
+def describe(obj, depth: int = 0) -> str:
+    """A short text that tells settings apart: the type and public fields of ``obj``, recursively.
+
+    >>> describe(torch.nn.Identity())
+    'Identity()'
+
+    Small tensors are written out, larger ones as a :func:`fingerprint`; functions by
+    their qualified name (a closure's captured values are not seen).
+    """
+    if obj is None or isinstance(obj, (bool, int, float, str)):
+        return repr(obj)
+    if isinstance(obj, torch.Tensor):
+        return repr(obj.tolist()) if obj.numel() <= 64 else fingerprint(obj)
+    if isinstance(obj, (list, tuple)):
+        inner = ", ".join(describe(v, depth + 1) for v in obj)
+        return f"[{inner}]" if isinstance(obj, list) else f"({inner})"
+    if isinstance(obj, functools.partial):
+        parts = (describe(v, depth + 1) for v in (obj.func, obj.args, obj.keywords))
+        return f"partial({', '.join(parts)})"
+    if isinstance(obj, dict):
+        return "{" + ", ".join(f"{k}: {describe(v, depth + 1)}" for k, v in obj.items()) + "}"
+    if callable(obj) and hasattr(obj, "__qualname__"):  # functions, methods, classes
+        return f"{getattr(obj, '__module__', None) or ''}.{obj.__qualname__}".lstrip(".")
+    name = type(obj).__name__
+    if depth > 4 or not hasattr(obj, "__dict__"):
+        return name
+    fields = {k: v for k, v in vars(obj).items() if not k.startswith("_") and k != "training"}
+    if isinstance(obj, torch.nn.Module):
+        for group in ("_parameters", "_buffers", "_modules"):
+            fields.update(getattr(obj, group, {}))
+    return f"{name}({', '.join(f'{k}={describe(v, depth + 1)}' for k, v in fields.items())})"
+
+
+def run_settings(program, model, objective, batches, steps: int, lr, optimizer, schedule: str, seed: int,
+                 extra: dict | None = None) -> dict:
+    """What a checkpoint of :func:`fit` records, and a resumed run must match (JSON values)."""
+    settings = {
+        "objective": describe(objective),
+        "program": f"{type(program).__name__} {json.dumps(getattr(program, 'config', None), sort_keys=True)}",
+        "model": str(getattr(model, "name", type(model).__name__)),
+        "batches": describe(batches),
+        "optimizer": "Adam" if optimizer is None else describe(optimizer),
+        "lr": lr, "schedule": schedule, "steps": int(steps), "seed": seed,
+    }
+    clash = sorted(set(extra or {}) & set(settings))
+    if clash:
+        raise ValueError(f"settings {clash} are fit's own (it records them itself); give them other names")
+    settings.update(extra or {})
+    return json.loads(json.dumps(settings, default=describe))  # as stored: tuples become lists
+
+
+def check_resume(path, saved: dict | None, settings: dict) -> None:
+    """Refuse to resume a checkpoint made with other settings (``saved``), naming each difference.
+
+    A larger step count than the checkpoint's is fine with a constant learning rate (the
+    run goes on further); anything else must match exactly.
+    """
+    if saved is None:
+        warnings.warn(f"{path} records no settings (an older reprolab made it): resuming it unchecked",
+                      stacklevel=3)
+        return
+    diffs = []
+    for key in sorted(set(saved) | set(settings)):
+        old, new = saved.get(key, "(not recorded)"), settings.get(key, "(not given)")
+        if key == "steps" and isinstance(old, int) and isinstance(new, int) and settings.get("schedule") == "constant":
+            if old > new:
+                diffs.append(f"steps: {old} in the checkpoint, {new} now (fewer than the run it was made by)")
+            continue
+        if old != new:
+            diffs.append(f"{key}: {old!r} in the checkpoint, {new!r} now")
+    if diffs:
+        raise ValueError(f"the checkpoint {path} was made with other settings, so this run cannot resume it: "
+                         f"{'; '.join(diffs)}. Rerun with the settings it was made with, or delete it to start over")
+
+
+def _save_checkpoint(path: Path, program, optimizer, step: int, history: History, settings: dict,
+                     window: tuple[dict, int, dict]) -> None:
     tensors = {f"program.{k}": v for k, v in program.state_dict().items()}
     opt = optimizer.state_dict()
     for i, state in opt["state"].items():
         for k, v in state.items():
             tensors[f"optim.{i}.{k}"] = v if torch.is_tensor(v) else torch.tensor(v)
-    meta = {"step": step, "history": history.to_dict(), "param_groups": opt["param_groups"]}
+    sums, count, pending = window  # metrics of the steps since the last log: the next log averages them too
+    tensors.update({f"sums.{k}": torch.as_tensor(v) for k, v in sums.items()})
+    meta = {"step": step, "history": history.to_dict(), "param_groups": opt["param_groups"], "settings": settings,
+            "count": count, "pending": pending}
     save_artifact(path, tensors, meta)
 
 
-def _load_checkpoint(path: Path, program, optimizer) -> tuple[int, History]:
+def _load_checkpoint(path: Path, program, optimizer, settings: dict,
+                     device) -> tuple[int, History, tuple[dict, int, dict]]:
+    """``(step, history, metrics since the last log)``, after loading the program and optimizer."""
     tensors, meta = load_artifact(path)
+    check_resume(path, meta.get("settings"), settings)
+    if meta.get("step", 0) > settings["steps"]:
+        raise ValueError(f"the checkpoint {path} is at step {meta['step']}, past this run's {settings['steps']} "
+                         "steps; rerun with at least that many, or delete it to start over")
     program.load_state_dict({k[8:]: v for k, v in tensors.items() if k.startswith("program.")})
     state: dict[int, dict] = {}
     for k, v in tensors.items():
@@ -108,7 +204,10 @@ def _load_checkpoint(path: Path, program, optimizer) -> tuple[int, History]:
             _, i, name = k.split(".", 2)
             state.setdefault(int(i), {})[name] = v
     optimizer.load_state_dict({"state": state, "param_groups": meta["param_groups"]})
-    return meta["step"], History.from_dict(meta["history"])
+    # the metrics of the steps since the last log (none in a checkpoint of an older reprolab)
+    sums = {k[5:]: v.to(device) for k, v in tensors.items() if k.startswith("sums.")}
+    window = (sums, int(meta.get("count", 0)), dict(meta.get("pending", {})))
+    return meta["step"], History.from_dict(meta["history"]), window
 
 
 PROGRESS_ENV = "REPROLAB_PROGRESS"
@@ -169,7 +268,7 @@ def fit(program: InputProgram, model: FrozenClassifier, objective: Callable, bat
         checkpoint_every: int = 100, progress: bool = True, desc: str = "fit",
         callback: Callable[[int, InputProgram], dict] | None = None,
         callback_every: int | None = None, data_parallel: bool | None = None,
-        micro_batch: int | None = None) -> History:
+        micro_batch: int | None = None, settings: dict | None = None) -> History:
     """Train ``program`` so that ``objective(model, program, x, y)`` goes down.
 
     Args:
@@ -187,7 +286,11 @@ def fit(program: InputProgram, model: FrozenClassifier, objective: Callable, bat
         amp: bf16 autocast; default on for CUDA, off on CPU.
         log_every: average the metrics over this many steps, then log them (one sync).
         checkpoint: a ``.safetensors`` path; if it exists the run resumes from it, and it
-            is rewritten atomically every ``checkpoint_every`` steps and at the end.
+            is rewritten atomically every ``checkpoint_every`` steps and at the end. It
+            records the run's settings (:func:`run_settings`: the objective, program,
+            model, batches, optimizer, lr, schedule, seed, step count, plus ``settings``),
+            and a checkpoint made with other ones is refused with the differences named;
+            only a larger ``steps`` with a constant learning rate may continue a run.
         callback: ``callback(step, program) -> dict`` called every ``callback_every``
             steps (default: ``log_every``); its values (e.g. held-out accuracy) go into
             the history at the next log. It may also update the program (e.g. re-estimate
@@ -200,6 +303,8 @@ def fit(program: InputProgram, model: FrozenClassifier, objective: Callable, bat
             this many images whose gradients add up to the whole batch's (the same
             update, less memory; on CPU, smaller passes also stay in cache). Objectives
             must average over the batch, as all of :mod:`reprolab.objectives` do.
+        settings: more JSON values that a checkpoint must have been made with to be
+            resumed (e.g. a command's arguments); recorded with it.
 
     Returns:
         the :class:`History` of logged metrics (also stored in the checkpoint).
@@ -226,19 +331,21 @@ def fit(program: InputProgram, model: FrozenClassifier, objective: Callable, bat
     amp = (device.type == "cuda") if amp is None else amp
     opt = optimizer(params) if optimizer is not None else torch.optim.Adam(params, lr=lr)
     base_lrs = [g["lr"] for g in opt.param_groups]
-    history, start = History(), 0
+    history, start, resumed_window = History(), 0, ({}, 0, {})
     checkpoint = Path(checkpoint) if checkpoint is not None else None
-    if checkpoint is not None and checkpoint.exists():
-        start, history = _load_checkpoint(checkpoint, program, opt)
+    if checkpoint is not None:
+        run = run_settings(program, model, objective, batches, steps, lr if optimizer is None else base_lrs,
+                           optimizer, schedule, seed, settings)
+        if checkpoint.exists():
+            start, history, resumed_window = _load_checkpoint(checkpoint, program, opt, run, device)
     parallel = distributed.active() if data_parallel is None else data_parallel and distributed.active()
     lead = distributed.rank() == 0 or not parallel  # the rank that reports and writes
     if parallel:
         distributed.broadcast_(params)
 
     callback_every = callback_every or log_every
-    pending: dict[str, float] = {}
-    sums: dict[str, torch.Tensor] = {}
-    count, t0 = 0, time.perf_counter() - history.seconds
+    sums, count, pending = resumed_window  # metrics since the last log, sums of tensors on the device
+    t0 = time.perf_counter() - history.seconds
     checks = model.check_inputs
     bar = progress_bar(steps, start, progress and lead, desc)
     try:
@@ -276,7 +383,7 @@ def fit(program: InputProgram, model: FrozenClassifier, objective: Callable, bat
             bar.update(1)
             if checkpoint is not None and lead and (done % checkpoint_every == 0 or done == steps):
                 history.seconds = time.perf_counter() - t0
-                _save_checkpoint(checkpoint, program, opt, done, history)
+                _save_checkpoint(checkpoint, program, opt, done, history, run, (sums, count, pending))
     finally:
         model.check_inputs = checks
         bar.close()

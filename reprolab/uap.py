@@ -112,6 +112,9 @@ def deepfool_uap(model: FrozenClassifier, x: torch.Tensor, eps: float = 10 / 255
     current ``v``, and adds them to ``v`` one by one with a projection after each
     (the paper adds them one image at a time; batching shares the forward/backward).
 
+    It does not go through :func:`reprolab.fit` and keeps no checkpoint: a stopped run
+    starts again from the beginning (``reprolab uap --method deepfool`` too).
+
     Returns:
         ``(program, history)``; the history logs the crafting-set fooling rate per pass.
     """

@@ -240,15 +240,15 @@ def gallery_browser(model, gallery_dir, x: torch.Tensor, columns: int = 6):
     return w.VBox([search, grid, out])
 
 
-def glue(name: str, value, display: bool = False):
-    """Record ``value`` for a chapter's prose (MyST-NB ``{glue:text}`name```) and return it.
+def glue(name: str, value, display: bool = False) -> None:
+    """Record ``value`` for a chapter's prose (MyST-NB ``{glue:text}`name```).
 
     Outside a Jupyter Book build (Colab, a script) there is nothing to record into, so
-    it only returns the value.
+    it does nothing.
     """
     try:
         from myst_nb import glue as myst_glue
     except ImportError:
-        return value
+        return None
     myst_glue(name, value, display=display)
-    return value
+    return None  # not the value: a cell ending in glue(...) would display it
