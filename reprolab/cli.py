@@ -63,37 +63,22 @@ def parse_eps(text: str) -> float:
     return value
 
 
-def positive_int(text: str) -> int:
-    """An ``argparse`` type: a whole number >= 1 (steps, batch sizes, counts)."""
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number >= 1, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
-    return value
+def _number_type(convert, ok, what: str):
+    """An ``argparse`` type: ``convert(text)``, which must satisfy ``ok``; errors name ``what``."""
+    def parse(text: str):
+        try:
+            value = convert(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected {what}, got {text!r}") from None
+        if not ok(value):
+            raise argparse.ArgumentTypeError(f"must be {what}, got {text}")
+        return value
+    return parse
 
 
-def positive_float(text: str) -> float:
-    """An ``argparse`` type: a finite number > 0 (learning rates)."""
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number > 0, got {text!r}") from None
-    if not 0 < value < math.inf:
-        raise argparse.ArgumentTypeError(f"must be a finite number > 0, got {text}")
-    return value
-
-
-def fraction(text: str) -> float:
-    """An ``argparse`` type: a number in (0, 1]."""
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a fraction in (0, 1], got {text!r}") from None
-    if not 0 < value <= 1:
-        raise argparse.ArgumentTypeError(f"must be a fraction in (0, 1], got {text}")
-    return value
+positive_int = _number_type(int, lambda v: v >= 1, "a whole number >= 1")  # steps, batch sizes, counts
+positive_float = _number_type(float, lambda v: 0 < v < math.inf, "a finite number > 0")  # learning rates
+fraction = _number_type(float, lambda v: 0 < v <= 1, "a fraction in (0, 1]")
 
 
 def _cannot_create(path: Path) -> str | None:
