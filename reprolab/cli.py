@@ -279,8 +279,6 @@ def _cmd_gallery(args) -> dict:
 
 
 def _cmd_evaluate(args) -> dict:
-    from pathlib import Path
-
     from . import zoo
     from .gallery import load_gallery, parse_classes
     from .programs import load_program

@@ -83,7 +83,7 @@ def _torchvision_dataset(cls, name: str, root, train: bool):
     if forced_offline():  # a copy already there is fine; never a network call
         try:
             return cls(str(folder), train=train, download=False)
-        except RuntimeError as e:
+        except RuntimeError:
             refuse_offline(name, folder)
             raise
     with network_timeout():

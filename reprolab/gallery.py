@@ -1,4 +1,4 @@
-"""Targeted universal images and the diagnostic gallery (seed method 3).
+"""Targeted universal images and the diagnostic gallery (after Nozdryn-Plotnicki 2018).
 
 For a target class, one change ``delta = eps * tanh(w)`` that, added to almost any
 image, makes the network answer the target. Random flips, blurs and resized crops
