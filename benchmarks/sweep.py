@@ -80,7 +80,7 @@ def artifact(name: str, seed: int = 0) -> Path:
 
 def craft(model, only: list[str] | None, seeds: tuple[int, ...] = (0,)):
     """Craft each variant (those in ``only``, if given) once per seed; artifacts already there are kept."""
-    photos, _ = data.load_images(size=model.input_size, crop=model.crop, split="craft")
+    photos, _ = data.load_images(model=model, split="craft")
     SWEEP.mkdir(parents=True, exist_ok=True)
     for name, (method, kw) in VARIANTS.items():
         kw = dict(kw, layers=model.conv_layers()) if kw.get("layers") == "conv" else kw
@@ -136,8 +136,8 @@ def evaluate(model):
     not committed, so a sweep can grow across machines and sessions); one with artifacts
     is evaluated again and its entry replaced.
     """
-    photos, _ = data.load_images(size=model.input_size, crop=model.crop, split="craft")
-    held_x, held_y = data.load_images(size=model.input_size, crop=model.crop, split="heldout")
+    photos, _ = data.load_images(model=model, split="craft")
+    held_x, held_y = data.load_images(model=model, split="heldout")
     clean, photos_clean = reprolab.predict(model, held_x), reprolab.predict(model, photos)
     found, kept, commit = crafted(), earlier_results(), provenance()["commit"]
     variants = []
@@ -152,7 +152,7 @@ def evaluate(model):
         val_x, val_clean = validation_photos(photos, method), validation_photos(photos_clean, method)
         runs = []
         for seed, (program, meta) in seeds.items():
-            program = program.to(model.mean.device)
+            program = program.to(model.device)
             val = reprolab.fooling_rate(val_clean, reprolab.predict(model, val_x, program))
             m = reprolab.evaluate_perturbation(model, program, held_x, held_y, clean=clean)
             runs.append({"seed": seed, "seconds": meta["seconds"], "crafted_on": meta["crafted_on"],

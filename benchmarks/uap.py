@@ -91,8 +91,8 @@ def main():
     steps, eval_every, n_df, n_held = (20, 10, 8, 50) if a.quick else (a.steps, 50, 64, 250)
 
     model = reprolab.load_model(a.model, device=reprolab.models.best_device())
-    craft, _ = data.load_images(size=model.input_size, crop=model.crop, split="craft")
-    held_x, held_y = data.load_images(size=model.input_size, crop=model.crop, split="heldout")
+    craft, _ = data.load_images(model=model, split="craft")
+    held_x, held_y = data.load_images(model=model, split="heldout")
     held_x, held_y = held_x[:n_held], held_y[:n_held]
     result = {"model": a.model, "eps": a.eps, "norm": "inf", "crafting_images": len(craft),
               "heldout_images": len(held_y), "quick": a.quick}

@@ -30,7 +30,7 @@ def _cmd_models(args) -> dict:
 
 def _cmd_top1(args) -> dict:
     model = _load_model(args.model, args)
-    x, y = data.load_images(args.images, model.input_size, split=args.split, crop=model.crop,
+    x, y = data.load_images(args.images, model=model, split=args.split,
                             root=args.data_root, download=args.download)
     t = time.perf_counter()
     pred = metrics.predict(model, x, batch_size=args.batch_size)
@@ -140,7 +140,7 @@ def _check_args(args) -> None:
 
 
 def _images_for(model, args, split):
-    return data.load_images(args.images, model.input_size, split=split, crop=model.crop, root=args.data_root,
+    return data.load_images(args.images, model=model, split=split, root=args.data_root,
                             download=args.download)
 
 
@@ -300,7 +300,7 @@ def _cmd_evaluate(args) -> dict:
     index = getattr(program, "index", None)
     if index is not None and index.numel() and int(index.max()) >= model.num_classes:
         raise ValueError(f"{args.artifact} maps to class {int(index.max())} but {name} has {model.num_classes}")
-    program = program.to(model.mean.device)
+    program = program.to(model.device)
     out = {"artifact": str(args.artifact), "model": name,
            **metrics.evaluate_program(model, program, meta, images=args.images, split=args.split,
                                       root=args.data_root, download=args.download, classes=classes)}

@@ -337,21 +337,28 @@ def download_imagenet_sample(root=None, every: int = 2, url: str = IMAGENET_SAMP
     return target
 
 
-def load_images(folder=None, size: int = 224, split: str = "all", crop: float = 0.875,
-                heldout_fraction: float = 0.5, root=None, download: bool = False):
+def load_images(folder=None, size: int | None = None, split: str = "all", crop: float | None = None,
+                heldout_fraction: float = 0.5, root=None, download: bool = False, model=None):
     """Natural photos as ``(x, y)``, ``x`` of shape ``(N, 3, size, size)``.
 
     Args:
         folder: a folder with a ``labels.csv`` (``file,class_index,...``) or just images
             (labels are then ``-1``). Default: ``<data root>/imagenet-sample``.
-        size, crop: resize the shorter side to ``size / crop``, then centre-crop
-            ``size`` (pass ``model.input_size`` and ``model.crop``).
+        model: a :class:`~reprolab.models.FrozenClassifier`: its input size and its
+            evaluation crop (the usual way to call this).
+        size, crop: or give them yourself: resize the shorter side to ``size / crop``,
+            then centre-crop ``size`` (default 224 and 0.875).
         split: ``"all"``, ``"craft"`` (images for crafting programs) or ``"heldout"``
             (never used for crafting; report numbers here). The split is a fixed
             permutation (seed 0); with the shared sample it is 250 / 250.
         download: online only: when the default sample is missing, fetch it
             (:func:`download_imagenet_sample`).
     """
+    if model is not None:
+        if size is not None or crop is not None:
+            raise ValueError("pass model= or size= and crop=, not both: the model sets its own size and crop")
+        size, crop = model.input_size, model.crop
+    size, crop = 224 if size is None else size, 0.875 if crop is None else crop
     if folder is None:
         folder = download_imagenet_sample(root) if download else data_root(root) / "imagenet-sample"
     folder = require(Path(folder), "image folder")

@@ -7,7 +7,8 @@ it is added to:
 * ``"none"`` — nothing: the model's mean image (zero after its normalisation, which
   is what "the input is delta alone" means in the reference code) plus ``delta``.
 * ``"range"`` — random Gaussian images with the ImageNet pixel mean and spread,
-  resampled every step.
+  resampled every step and viewed as the reference code views them
+  (:class:`GaussianImages`).
 * ``"data"`` — natural images (random crops and flips of them).
 
 No label is ever read. The result is an :class:`~reprolab.programs.AdditivePerturbation`,
@@ -15,6 +16,8 @@ evaluated like any other universal perturbation.
 """
 
 from __future__ import annotations
+
+from typing import Callable
 
 import torch
 
@@ -41,20 +44,56 @@ class MeanImage:
 
 
 class GaussianImages:
-    """``batches(step) -> (N(mean, std) images clipped to [0, 1], None)``: the range prior.
+    """``batches(step) -> (Gaussian noise images in [0, 1], None)``: the range prior, ``(N, 3, S, S)``.
+
+    Per-pixel noise with the ImageNet pixel mean and spread, clipped to [0, 1]. With
+    ``like_photos`` (the default), each image is what Mopuri et al.'s reference code feeds
+    the network: a crop of a larger noise image (``source`` px a side, default 500 for 224) put through the
+    same random views as their data prior (a resize to a random scale, a flip, a blur
+    half the time) and their final resize. The resizes and the blur average neighbouring
+    pixels, so these images are smoother and less spread than raw per-pixel noise
+    (``like_photos=False``), which no photo resembles.
 
     A fresh batch every step, drawn from the global RNG, which :func:`reprolab.fit`
     seeds per step (so a resumed run draws the same images).
     """
 
-    def __init__(self, size: int, batch_size: int, device, mean=IMAGENET_MEAN, std=IMAGENET_STD):
-        self.shape = (batch_size, 3, size, size)
+    def __init__(self, size: int, batch_size: int, device, mean=IMAGENET_MEAN, std=IMAGENET_STD,
+                 like_photos: bool = True, source: int | None = None):
+        self.size, self.batch_size, self.like_photos = size, batch_size, like_photos
+        self.source = source or round(size * 500 / 224)  # the reference's 500 px noise image, for 224 px inputs
         self.mean = torch.tensor(mean, device=device).view(1, 3, 1, 1)
         self.std = torch.tensor(std, device=device).view(1, 3, 1, 1)
 
+    def _noise(self, side: int) -> torch.Tensor:
+        noise = torch.randn((1, 3, side, side), device=self.mean.device)
+        return (self.mean + self.std * noise).clamp(0, 1)
+
+    def _like_photo(self) -> torch.Tensor:
+        import torch.nn.functional as F
+        from torchvision.transforms.v2 import functional as TF
+
+        # the reference code's views: short side to size * scale (scale 1 or U(0.75, 1.5)), no antialiasing ...
+        scale = 1.0 if torch.rand(()) < 0.5 else float(torch.empty(()).uniform_(0.75, 1.5))
+        side = max(self.size, round(self.size * scale))
+        img = F.interpolate(self._noise(self.source), size=(side, side), mode="bilinear", align_corners=False)
+        if torch.rand(()) < 0.5:
+            img = img.flip(-1)
+        if torch.rand(()) < 0.5:  # ... a Gaussian blur (sigma 1) half the time ...
+            img = TF.gaussian_blur(img, kernel_size=[5, 5], sigma=[1.0, 1.0])
+        top, left = (int(torch.randint(0, side - self.size + 1, ())) for _ in range(2))
+        img = img[..., top:top + self.size, left:left + self.size]
+        # ... and the evaluation resize (short side 256 for 224) with its centre crop
+        big = round(self.size * 256 / 224)
+        img = F.interpolate(img, size=(big, big), mode="bilinear", align_corners=False)
+        off = (big - self.size) // 2
+        return img[..., off:off + self.size, off:off + self.size]
+
     def __call__(self, step: int):
-        noise = torch.randn(self.shape, device=self.mean.device)
-        return (self.mean + self.std * noise).clamp(0, 1), None
+        if not self.like_photos:
+            noise = torch.randn((self.batch_size, 3, self.size, self.size), device=self.mean.device)
+            return (self.mean + self.std * noise).clamp(0, 1), None
+        return torch.cat([self._like_photo() for _ in range(self.batch_size)]), None
 
 
 def prior_batches(model: FrozenClassifier, prior: str, size: int, batch_size: int = 16,
@@ -66,7 +105,7 @@ def prior_batches(model: FrozenClassifier, prior: str, size: int, batch_size: in
     """
     if prior not in PRIORS:
         raise ValueError(f"unknown prior {prior!r}; use one of {', '.join(PRIORS)}")
-    device = model.mean.device
+    device = model.device
     if prior == "data":
         if x is None or len(x) == 0:
             raise ValueError("the data prior needs images: pass x (e.g. the crafting photos)")
@@ -82,7 +121,7 @@ def saturation(program: AdditivePerturbation) -> float:
     return (program.delta().abs() >= 0.99 * program.eps).float().mean().item()
 
 
-def datafree_uap(model: FrozenClassifier, prior: str = "none", x: torch.Tensor | None = None,
+def datafree_uap(model: FrozenClassifier, prior: str | Callable = "none", x: torch.Tensor | None = None,
                  eps: float = 10 / 255, steps: int = 300, batch_size: int = 16, layers: list[str] | None = None,
                  stat: str = "l2", lr: float | None = None, halve_at: float | None = None,
                  val: torch.Tensor | None = None, check_every: int = 25, jitter: float | None = None,
@@ -91,7 +130,9 @@ def datafree_uap(model: FrozenClassifier, prior: str = "none", x: torch.Tensor |
 
     Args:
         model: the frozen classifier.
-        prior: ``"none"``, ``"range"`` or ``"data"`` (see the module docstring).
+        prior: ``"none"``, ``"range"`` or ``"data"`` (see the module docstring), or your
+            own ``batches(step) -> (images, None)`` callable (e.g.
+            ``GaussianImages(224, 8, device, like_photos=False)``).
         x: natural images for the data prior, ``(N, 3, S, S)``; none for the other priors.
         eps: L-inf bound in [0, 1] pixel units.
         layers: layers whose activations are maximised (default: ``model.block_layers()``,
@@ -127,7 +168,10 @@ def datafree_uap(model: FrozenClassifier, prior: str = "none", x: torch.Tensor |
     size = model.input_size if x is None else x.shape[-1]
     if jitter is not None and not 0 < jitter <= 1:
         raise ValueError(f"jitter is the smallest crop area, a fraction in (0, 1], got {jitter}")
-    batches = prior_batches(model, prior, size, batch_size, x, seed, mean_copies=batch_size if jitter else 1)
+    if callable(prior):
+        batches, prior = prior, type(prior).__name__
+    else:
+        batches = prior_batches(model, prior, size, batch_size, x, seed, mean_copies=batch_size if jitter else 1)
     views = RandomViews(scale=(jitter, 1.0)) if jitter else None
     if layers is None:
         layers = model.block_layers()
@@ -140,7 +184,7 @@ def datafree_uap(model: FrozenClassifier, prior: str = "none", x: torch.Tensor |
     with torch.no_grad():  # a random start, as in the reference code: zero can be a flat spot
         g = torch.Generator().manual_seed(seed)
         program.w.copy_((torch.rand(program.w.shape, generator=g) * 2 - 1) * eps)
-    program = program.to(model.mean.device)
+    program = program.to(model.device)
     val_clean = predict(model, val) if val is not None else None
     best = {"rate": -1.0, "w": None}
     user_callback = fit_kwargs.pop("callback", None)

@@ -1,13 +1,10 @@
-"""Targeted universal images and the diagnostic gallery (after Nozdryn-Plotnicki 2018).
+"""The diagnostic gallery (after Nozdryn-Plotnicki 2018): one targeted universal image per class, on disk.
 
 For a target class, one change ``delta = eps * tanh(w)`` that, added to almost any
-image, makes the network answer the target. Random flips, blurs and resized crops
-between the changed image and the network (:class:`~reprolab.augment.RandomViews`)
-stop the optimiser from exploiting pixel-exact tricks, and what is left looks like
-what the network has learned to associate with the class.
-
-Many classes are crafted in one optimisation: a program with ``n`` perturbations
-pairs every image of the batch with every one of them.
+image, makes the network answer the target (crafted by
+:func:`reprolab.uap.targeted_uap`). This module keeps the gallery's files: one
+program, one picture and one record per class, an ``index.json``, a lock against a
+second writer, resumable per class.
 """
 
 from __future__ import annotations
@@ -26,59 +23,14 @@ import torch
 
 from . import distributed
 from .artifacts import atomic_write
-from .augment import RandomViews
 from .metrics import targeted_success
 from .models import FrozenClassifier
-from .objectives import Targeted
-from .plots import render_change
 from .programs import AdditivePerturbation, check_eps, load_program, save_program
-from .train import History, TensorBatches, fingerprint, fit, progress_bar
+from .train import fingerprint, progress_bar
+from .uap import targeted_uap
 
 INDEX = "index.json"
 LOCK = ".lock"
-
-
-def gallery_views(scale: tuple[float, float] = (0.7, 1.0), blur: float = 1.0) -> RandomViews:
-    """The augmentations of the gallery: resized crops (``scale`` of the area), flips, blur."""
-    return RandomViews(scale=scale, flip=0.5, blur=blur)
-
-
-def targeted_uap(model: FrozenClassifier, x: torch.Tensor, targets: list[int], eps: float = 64 / 255,
-                 steps: int = 200, batch_size: int = 4, lr: float = 0.1, augment: bool = True,
-                 seed: int = 0, progress: bool = True, **fit_kwargs) -> tuple[AdditivePerturbation, History]:
-    """Craft one targeted universal perturbation per class in ``targets``, all at once.
-
-    Args:
-        x: crafting images ``(N, 3, S, S)``; their labels are not needed.
-        targets: class indices, one perturbation each.
-        eps: L-inf bound, ``delta = eps * tanh(w)``. The default, 64/255, is visible on
-            purpose (as in Nozdryn-Plotnicki 2018); at 32/255 the views make the targets
-            far harder to reach.
-        batch_size: images per step, shared by all targets (the model sees
-            ``len(targets) * batch_size`` images per step).
-        lr: Adam step on ``w`` (tanh space).
-        augment: random views between the changed image and the network.
-        fit_kwargs: passed to :func:`reprolab.fit`. Its ``micro_batch`` defaults to 1 on a
-            CPU (one photo with every target per forward/backward pass, the same update)
-            and to the whole batch elsewhere: one photo a pass is the faster choice on a
-            few CPU cores and the slower one on a GPU (``benchmarks/harness.py``; the
-            book's results page has the timings).
-
-    Returns:
-        ``(program, history)``: ``program.delta()[k]`` is the change for ``targets[k]``.
-    """
-    targets = [int(t) for t in targets]
-    bad = [t for t in targets if not 0 <= t < model.num_classes]
-    if bad:
-        raise ValueError(f"class ids {bad} are not in [0, {model.num_classes}); see model.class_names")
-    device = model.mean.device
-    program = AdditivePerturbation(x.shape[-1], check_eps(eps), n=len(targets)).to(device)
-    batches = TensorBatches(x, torch.zeros(len(x), dtype=torch.long), batch_size, seed=seed, device=device)
-    objective = Targeted(targets, views=gallery_views() if augment else None)
-    fit_kwargs.setdefault("micro_batch", 1 if device.type == "cpu" else None)
-    history = fit(program, model, objective, batches, steps=steps, lr=lr, seed=seed, progress=progress,
-                  desc=f"targeted x{len(targets)}", **fit_kwargs)
-    return program, history
 
 
 def parse_classes(spec: str | list, class_names: list[str]) -> list[int]:
@@ -368,6 +320,8 @@ def build_gallery(model: FrozenClassifier, x: torch.Tensor, classes: list[int], 
         index = read_index(out_dir)
         check_settings(out_dir, index, settings)
         _write_json(out_dir / INDEX, {**index, "settings": settings})
+
+    from .plots import render_change  # here, not at the top: `import reprolab` stays free of matplotlib
 
     try:
         _rank0_first(prepare)

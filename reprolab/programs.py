@@ -91,6 +91,20 @@ class AdditivePerturbation(InputProgram):
         self.eps, self.norm, self.parametrization = self.config["eps"], norm, parametrization
         self.w = nn.Parameter(torch.zeros(n, 3, size, size))
 
+    @classmethod
+    def random_noise(cls, size: int, eps: float, seed: int = 0) -> "AdditivePerturbation":
+        """Random +-eps at every pixel: the L-inf ball's corners, the baseline every fooling rate is read against.
+
+        >>> noise = AdditivePerturbation.random_noise(8, eps=10 / 255)
+        >>> bool((noise.delta().abs() == 10 / 255).all())
+        True
+        """
+        noise = cls(size, eps, parametrization="projected")
+        signs = torch.randint(0, 2, noise.w.shape, generator=torch.Generator().manual_seed(seed)) * 2 - 1
+        with torch.no_grad():
+            noise.w.copy_(noise.eps * signs)
+        return noise
+
     def delta(self) -> torch.Tensor:
         """The perturbations, ``(n, 3, size, size)``."""
         return self.eps * torch.tanh(self.w) if self.parametrization == "tanh" else self.w

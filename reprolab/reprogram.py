@@ -101,7 +101,7 @@ def reprogram(model: FrozenClassifier, x: torch.Tensor, y: torch.Tensor, n_task:
         raise ValueError(f"unknown mapping {mapping!r}; use one of {', '.join(MAPPINGS)}")
     if int(y.max()) >= n_task or int(y.min()) < 0:
         raise ValueError(f"labels must be in [0, {n_task}); got [{int(y.min())}, {int(y.max())}]")
-    device = next(model.parameters()).device
+    device = model.device
     size = size or model.input_size
     program = ReprogrammingFrame(size, image_size or size // 3, n_task, m).to(device)
     if n_task * m > model.num_classes:

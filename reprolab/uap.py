@@ -4,10 +4,13 @@
   clamped cross-entropy with projection onto the eps-ball, through :func:`reprolab.fit`.
 * :func:`deepfool_uap` — UAP (Moosavi-Dezfooli et al. 2017): for each crafting image not
   yet fooled, the minimal extra perturbation found by DeepFool, then projection.
+* :func:`targeted_uap` — targeted universal images (Nozdryn-Plotnicki 2018): one
+  ``delta = eps * tanh(w)`` per target class, seen through random views; the gallery
+  (:mod:`reprolab.gallery`) stores one per class.
 
-Both return an :class:`~reprolab.programs.AdditivePerturbation`, the same artifact
+All return an :class:`~reprolab.programs.AdditivePerturbation`, the same artifact
 type, bounded in L-inf or L2 in [0, 1] pixel units. No true label is used: the
-targets are the model's own clean predictions.
+untargeted ones aim away from the model's own clean predictions.
 """
 
 from __future__ import annotations
@@ -19,8 +22,8 @@ import torch
 from .augment import RandomViews
 from .metrics import predict
 from .models import FrozenClassifier
-from .objectives import Untargeted
-from .programs import AdditivePerturbation
+from .objectives import Targeted, Untargeted
+from .programs import AdditivePerturbation, check_eps
 from .train import History, TensorBatches, progress_bar, fit
 
 
@@ -45,7 +48,7 @@ def sgd_uap(model: FrozenClassifier, x: torch.Tensor, eps: float = 10 / 255, nor
     Returns:
         ``(program, history)``.
     """
-    device = next(model.parameters()).device
+    device = model.device
     program = AdditivePerturbation(x.shape[-1], eps, norm=norm, parametrization="projected").to(device)
     if lr is None:
         lr = eps / 10 if norm == "inf" else eps / (10 * x.shape[-1])
@@ -118,7 +121,7 @@ def deepfool_uap(model: FrozenClassifier, x: torch.Tensor, eps: float = 10 / 255
     Returns:
         ``(program, history)``; the history logs the crafting-set fooling rate per pass.
     """
-    device = next(model.parameters()).device
+    device = model.device
     program = AdditivePerturbation(x.shape[-1], eps, norm=norm, parametrization="projected").to(device)
     clean = predict(model, x)
     history = History()
@@ -147,4 +150,47 @@ def deepfool_uap(model: FrozenClassifier, x: torch.Tensor, eps: float = 10 / 255
             break
     bar.close()
     history.seconds = time.perf_counter() - t0
+    return program, history
+
+
+def gallery_views(scale: tuple[float, float] = (0.7, 1.0), blur: float = 1.0) -> RandomViews:
+    """The augmentations of the gallery: resized crops (``scale`` of the area), flips, blur."""
+    return RandomViews(scale=scale, flip=0.5, blur=blur)
+
+
+def targeted_uap(model: FrozenClassifier, x: torch.Tensor, targets: list[int], eps: float = 64 / 255,
+                 steps: int = 200, batch_size: int = 4, lr: float = 0.1, augment: bool = True,
+                 seed: int = 0, progress: bool = True, **fit_kwargs) -> tuple[AdditivePerturbation, History]:
+    """Craft one targeted universal perturbation per class in ``targets``, all at once.
+
+    Args:
+        x: crafting images ``(N, 3, S, S)``; their labels are not needed.
+        targets: class indices, one perturbation each.
+        eps: L-inf bound, ``delta = eps * tanh(w)``. The default, 64/255, is visible on
+            purpose (as in Nozdryn-Plotnicki 2018); at 32/255 the views make the targets
+            far harder to reach.
+        batch_size: images per step, shared by all targets (the model sees
+            ``len(targets) * batch_size`` images per step).
+        lr: Adam step on ``w`` (tanh space).
+        augment: random views between the changed image and the network.
+        fit_kwargs: passed to :func:`reprolab.fit`. Its ``micro_batch`` defaults to 1 on a
+            CPU (one photo with every target per forward/backward pass, the same update)
+            and to the whole batch elsewhere: one photo a pass is the faster choice on a
+            few CPU cores and the slower one on a GPU (``benchmarks/harness.py``; the
+            book's results page has the timings).
+
+    Returns:
+        ``(program, history)``: ``program.delta()[k]`` is the change for ``targets[k]``.
+    """
+    targets = [int(t) for t in targets]
+    bad = [t for t in targets if not 0 <= t < model.num_classes]
+    if bad:
+        raise ValueError(f"class ids {bad} are not in [0, {model.num_classes}); see model.class_names")
+    device = model.device
+    program = AdditivePerturbation(x.shape[-1], check_eps(eps), n=len(targets)).to(device)
+    batches = TensorBatches(x, torch.zeros(len(x), dtype=torch.long), batch_size, seed=seed, device=device)
+    objective = Targeted(targets, views=gallery_views() if augment else None)
+    fit_kwargs.setdefault("micro_batch", 1 if device.type == "cpu" else None)
+    history = fit(program, model, objective, batches, steps=steps, lr=lr, seed=seed, progress=progress,
+                  desc=f"targeted x{len(targets)}", **fit_kwargs)
     return program, history

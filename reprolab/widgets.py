@@ -37,7 +37,7 @@ def uap_scale_view(model, program, x: torch.Tensor, y: torch.Tensor, eps: float,
         ``(figure, metrics)``; ``metrics`` has ``eps``, ``fooling_rate``, ``error_rate``, ...
     """
     scaled = program.scaled(eps)
-    device = next(model.parameters()).device
+    device = model.device
     shown = x[:n_show].to(device)
     with torch.no_grad():
         adv = scaled(shown)
@@ -82,7 +82,7 @@ def reprogram_view(model, program, x: torch.Tensor, y: torch.Tensor, index: int,
         ``(figure, info)``; ``info`` has ``label``, ``prediction`` (mapped task class) and
         ``top`` (the top-k ``(ImageNet name, probability)`` pairs).
     """
-    device = next(model.parameters()).device
+    device = model.device
     with torch.no_grad():
         adv = program(x[index:index + 1].to(device))
         logits = model(adv)
@@ -174,7 +174,7 @@ def gallery_view(model, program, target: int, x: torch.Tensor, n_show: int = 3, 
     """
     from .metrics import targeted_success
 
-    device = next(model.parameters()).device
+    device = model.device
     shown = x[:n_show].to(device)
     with torch.no_grad():
         changed = program(shown)

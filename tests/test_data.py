@@ -109,6 +109,17 @@ def test_unlabelled_folder_and_empty_folder(tmp_path):
         data.load_images(tmp_path / "missing")
 
 
+def test_a_model_brings_its_own_size_and_crop(tmp_path, tiny_model):
+    from PIL import Image
+
+    Image.new("RGB", (64, 48), (200, 10, 10)).save(tmp_path / "a.png")
+    tiny_model.crop = 0.5
+    x, _ = data.load_images(tmp_path, model=tiny_model)
+    assert torch.equal(x, data.load_images(tmp_path, size=32, crop=0.5)[0]) and x.shape == (1, 3, 32, 32)
+    with pytest.raises(ValueError, match="model= or size= and crop=, not both"):
+        data.load_images(tmp_path, size=64, model=tiny_model)
+
+
 def test_bad_split_names():
     with pytest.raises(ValueError, match="unknown split"):
         data.load_digits("validation")

@@ -6,7 +6,8 @@ import torch
 import reprolab
 from reprolab import gallery
 from reprolab.cli import main
-from reprolab.gallery import build_gallery, parse_classes, targeted_uap
+from reprolab.gallery import build_gallery, parse_classes
+from reprolab.uap import targeted_uap
 
 
 @pytest.fixture
@@ -34,7 +35,7 @@ def test_cpu_default_of_one_photo_per_pass_gives_the_same_program(tiny_model, gr
 
 def test_gradient_flows_through_the_augmentations(tiny_model, grey_images):
     program = reprolab.AdditivePerturbation(32, eps=0.1, n=3)
-    objective = reprolab.Targeted([1, 2, 3], views=gallery.gallery_views(blur=1.0))
+    objective = reprolab.Targeted([1, 2, 3], views=reprolab.uap.gallery_views(blur=1.0))
     loss, _ = objective(tiny_model, program, grey_images[:4], None)
     loss.backward()
     assert program.w.grad is not None and program.w.grad.abs().sum() > 0
@@ -43,7 +44,7 @@ def test_gradient_flows_through_the_augmentations(tiny_model, grey_images):
 
 def test_gallery_resumes_without_redoing_classes(tiny_model, grey_images, tmp_path, monkeypatch):
     calls = []
-    real = gallery.targeted_uap
+    real = reprolab.uap.targeted_uap
 
     def counting(model, x, targets, *a, **k):
         calls.append(list(targets))

@@ -8,7 +8,8 @@ from reprolab.models import REGISTRY
 
 
 def test_registry_lists_offline_and_online():
-    assert reprolab.list_models("offline") == ["efficientnet_lite0", "efficientnet_lite1", "efficientnet_lite2"]
+    assert reprolab.list_models("offline") == ["efficientnet_lite0", "efficientnet_lite1", "efficientnet_lite2",
+                                               "mobilenet_v2"]
     assert {"resnet50", "vgg16", "googlenet", "inception_v3"} <= set(reprolab.list_models("torchvision"))
 
 
@@ -74,13 +75,18 @@ def test_wrap_any_module(tiny_model):
 @pytest.mark.slow
 @pytest.mark.parametrize("name", reprolab.list_models("offline"))
 def test_offline_top1_on_the_imagenet_sample(name, data_dir):
-    """Each offline model must reach 85 % top-1 on the 500 real photos (measured: 88-90 %)."""
+    """Each offline model must reach its floor on the 500 real photos.
+
+    Measured: EfficientNet-Lite 88-90 %, mobilenet_v2 83.8 % (71.9 % on ImageNet's
+    validation set: the sample photos are easier). A broken preprocessing costs more.
+    """
+    floor = 0.80 if name == "mobilenet_v2" else 0.85
     model = reprolab.load_model(name)
     x, y = data.load_images(data_dir / "imagenet-sample", model.input_size, crop=model.crop)
     top1 = reprolab.accuracy(reprolab.predict(model, x), y)
     print(f"\n{name}: top-1 {top1:.1%} on {len(y)} imagenet-sample photos")
     assert len(y) == 500
-    assert top1 >= 0.85, f"{name} top-1 {top1:.1%} < 85 %: preprocessing broken?"
+    assert top1 >= floor, f"{name} top-1 {top1:.1%} < {floor:.0%}: preprocessing broken?"
 
 
 def test_compiled_model_keeps_values_layer_names_and_hooks():
