@@ -14,12 +14,12 @@ from .models import FrozenClassifier, imagenet_class_names, list_models, load_mo
 from .augment import RandomViews
 from .objectives import FeatureActivation, Targeted, TaskCrossEntropy, Untargeted
 from .programs import AdditivePerturbation, InputProgram, ReprogrammingFrame, load_program, save_program
-from .train import History, TensorBatches, fit
+from .train import Callback, History, TensorBatches, fit
 
 __version__ = "0.1.0"
 
 __all__ = [
-    "AdditivePerturbation", "FeatureActivation", "FrozenClassifier", "History", "InputProgram", "RandomViews",
+    "AdditivePerturbation", "Callback", "FeatureActivation", "FrozenClassifier", "History", "InputProgram", "RandomViews",
     "ReprogrammingFrame", "Targeted", "TaskCrossEntropy", "TensorBatches", "Untargeted", "accuracy",
     "data_root", "error_rate", "evaluate_perturbation", "fit", "fooling_rate", "imagenet_class_names",
     "list_models", "load_artifact", "load_model", "load_program", "predict", "save_artifact",

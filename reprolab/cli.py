@@ -10,8 +10,8 @@ import sys
 import time
 from pathlib import Path
 
-from . import data, distributed, metrics, models
-from .reprogram import MAPPINGS
+from . import data, datafree, distributed, metrics, models, uap
+from .reprogram import MAPPINGS, reprogram
 
 
 def _load_model(name: str, args) -> models.FrozenClassifier:
@@ -124,6 +124,13 @@ def output_folder(text: str) -> str:
     return text
 
 
+def default_of(func, name: str):
+    """The library's default for ``func``'s parameter ``name``: the CLI never keeps a copy that could drift."""
+    import inspect
+
+    return inspect.signature(func).parameters[name].default
+
+
 def _check_args(args) -> None:
     """Checks that need several arguments, or the data, made before any model is loaded."""
     from .programs import check_eps
@@ -185,8 +192,6 @@ def _drop_checkpoint(args) -> None:
 
 
 def _cmd_uap(args) -> dict:
-    from . import uap
-
     model = _load_model(args.model, args)
     x, _ = _images_for(model, args, args.split)  # labels are never used for crafting
     t = time.perf_counter()
@@ -212,7 +217,7 @@ def _cmd_uap(args) -> dict:
 
 
 def _cmd_reprogram(args) -> dict:
-    from .reprogram import reprogram, task_predict
+    from .reprogram import task_predict
 
     x, y = data.load_task(args.task, "train", root=args.data_root, download=args.download)
     hx, hy = data.load_task(args.task, "heldout", root=args.data_root, download=args.download)
@@ -235,7 +240,6 @@ def _cmd_reprogram(args) -> dict:
 
 
 def _cmd_datafree(args) -> dict:
-    from .datafree import datafree_uap
     from .train import fingerprint
 
     model = _load_model(args.model, args)
@@ -246,9 +250,10 @@ def _cmd_datafree(args) -> dict:
     t = time.perf_counter()
     resume = _resume_kwargs(args, ("prior", "eps", "steps", "batch_size", "layers", "stat", "halve_at",
                                    "jitter"), crafting_images=None if x is None else fingerprint(x))
-    program, history = datafree_uap(model, args.prior, x, args.eps, steps=args.steps, batch_size=args.batch_size,
-                                    layers=layers, stat=args.stat, halve_at=args.halve_at, jitter=args.jitter,
-                                    progress=not args.json, **resume)
+    program, history = datafree.datafree_uap(model, args.prior, x, args.eps, steps=args.steps,
+                                             batch_size=args.batch_size, layers=layers, stat=args.stat,
+                                             halve_at=args.halve_at, jitter=args.jitter, progress=not args.json,
+                                             **resume)
     seconds = time.perf_counter() - t
     hx, hy = _images_for(model, args, "heldout")
     out = {"out": str(args.out), "model": args.model, "method": "datafree", "prior": args.prior, "stat": args.stat,
@@ -375,27 +380,31 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--model", default=models.DEFAULT_MODEL)
     s.add_argument("--method", choices=["sgd", "deepfool"], default="sgd")
     s.add_argument("--norm", choices=["inf", "2"], default="inf")
-    s.add_argument("--eps", type=parse_eps, default=10 / 255, help="bound in [0, 1] units, e.g. 10/255")
+    s.add_argument("--eps", type=parse_eps, default=default_of(uap.sgd_uap, "eps"),
+                   help="bound in [0, 1] units, e.g. 10/255")
     s.add_argument("--images", default=None, help="photo folder (default: <data root>/imagenet-sample)")
     s.add_argument("--split", default="craft", choices=["all", "craft", "heldout"],
                    help="part of the folder to craft on (default: the crafting half)")
-    s.add_argument("--steps", type=positive_int, default=300, help="SGD steps")
-    s.add_argument("--batch-size", type=positive_int, default=32)
+    s.add_argument("--steps", type=positive_int, default=default_of(uap.sgd_uap, "steps"), help="SGD steps")
+    s.add_argument("--batch-size", type=positive_int, default=default_of(uap.sgd_uap, "batch_size"))
     s.add_argument("--schedule", choices=["constant", "cosine"], default="constant", help="SGD learning-rate schedule")
-    s.add_argument("--loss", choices=["clamped_ce", "margin"], default="clamped_ce", help="SGD-UAP loss")
-    s.add_argument("--passes", type=positive_int, default=5, help="DeepFool-UAP passes over the images")
+    s.add_argument("--loss", choices=["clamped_ce", "margin"], default=default_of(uap.sgd_uap, "loss"),
+                   help="SGD-UAP loss")
+    s.add_argument("--passes", type=positive_int, default=default_of(uap.deepfool_uap, "max_passes"),
+                   help="DeepFool-UAP passes over the images")
     s.add_argument("--out", required=True, type=output_file,
                    help="output .safetensors file (SGD: a killed run resumes from OUT.ckpt.safetensors when rerun)")
 
     s = add("reprogram", _cmd_reprogram, "reprogram the model to solve a small-image task")
     s.add_argument("--model", default=models.DEFAULT_MODEL)
     s.add_argument("--task", choices=list(data.TASKS), default="mnist")
-    s.add_argument("--mapping", choices=list(MAPPINGS), default="frequency")
-    s.add_argument("--m", type=positive_int, default=1, help="ImageNet classes per task class")
-    s.add_argument("--steps", type=positive_int, default=2000)
-    s.add_argument("--batch-size", type=positive_int, default=32)
-    s.add_argument("--lr", type=positive_float, default=0.05)
-    s.add_argument("--schedule", choices=["constant", "cosine"], default="cosine", help="learning-rate schedule")
+    s.add_argument("--mapping", choices=list(MAPPINGS), default=default_of(reprogram, "mapping"))
+    s.add_argument("--m", type=positive_int, default=default_of(reprogram, "m"), help="ImageNet classes per task class")
+    s.add_argument("--steps", type=positive_int, default=default_of(reprogram, "steps"))
+    s.add_argument("--batch-size", type=positive_int, default=default_of(reprogram, "batch_size"))
+    s.add_argument("--lr", type=positive_float, default=default_of(reprogram, "lr"))
+    s.add_argument("--schedule", choices=["constant", "cosine"], default=default_of(reprogram, "schedule"),
+                   help="learning-rate schedule")
     s.add_argument("--size", type=positive_int, default=None, help="canvas side (default: the model's input size)")
     s.add_argument("--image-size", type=positive_int, default=None, help="side of the embedded image (default: size/3; 36 for squares)")
     s.add_argument("--out", required=True, type=output_file,
@@ -404,16 +413,18 @@ def build_parser() -> argparse.ArgumentParser:
     s = add("datafree", _cmd_datafree, "craft a universal perturbation without data (GD-UAP / FFF)")
     s.add_argument("--model", default=models.DEFAULT_MODEL)
     s.add_argument("--prior", choices=["none", "range", "data"], default="none")
-    s.add_argument("--eps", type=parse_eps, default=10 / 255, help="L-inf bound in [0, 1] units, e.g. 10/255")
+    s.add_argument("--eps", type=parse_eps, default=default_of(datafree.datafree_uap, "eps"),
+                   help="L-inf bound in [0, 1] units, e.g. 10/255")
     s.add_argument("--images", default=None, help="photo folder for the data prior and the held-out report "
                    "(default: <data root>/imagenet-sample)")
     s.add_argument("--split", default="craft", choices=["all", "craft", "heldout"],
                    help="part of the folder the data prior uses (default: the crafting half)")
-    s.add_argument("--steps", type=positive_int, default=300)
-    s.add_argument("--batch-size", type=positive_int, default=16)
+    s.add_argument("--steps", type=positive_int, default=default_of(datafree.datafree_uap, "steps"))
+    s.add_argument("--batch-size", type=positive_int, default=default_of(datafree.datafree_uap, "batch_size"))
     s.add_argument("--layers", default="blocks",
                    help="'blocks' (default), 'conv' (every convolution) or comma-separated layer names")
-    s.add_argument("--stat", choices=["l2", "mean_abs"], default="l2", help="l2: GD-UAP, mean_abs: FFF")
+    s.add_argument("--stat", choices=["l2", "mean_abs"], default=default_of(datafree.datafree_uap, "stat"),
+                   help="l2: GD-UAP, mean_abs: FFF")
     s.add_argument("--halve-at", type=fraction, default=None,
                    help="halve the perturbation when this fraction of it sits at the bound (off by default)")
     s.add_argument("--jitter", type=fraction, default=None,
@@ -427,9 +438,11 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--classes", default="33,288,664,978,96,78",
                    help="'all', ids or names separated by commas, or a .txt file with one per line")
     s.add_argument("--images", default=None, help="photo folder: crafts on its crafting half, reports on the rest")
-    s.add_argument("--eps", type=parse_eps, default=64 / 255, help="L-inf bound in [0, 1] units")
-    s.add_argument("--steps", type=positive_int, default=200)
-    s.add_argument("--batch-size", type=positive_int, default=4, help="images per step, shared by the classes of a run")
+    s.add_argument("--eps", type=parse_eps, default=default_of(uap.targeted_uap, "eps"),
+                   help="L-inf bound in [0, 1] units")
+    s.add_argument("--steps", type=positive_int, default=default_of(uap.targeted_uap, "steps"))
+    s.add_argument("--batch-size", type=positive_int, default=default_of(uap.targeted_uap, "batch_size"),
+                   help="images per step, shared by the classes of a run")
     s.add_argument("--classes-per-run", type=positive_int, default=10)
     s.add_argument("--out", required=True, type=output_folder,
                    help="output folder (rerun the same command to resume; one run at a time per folder)")

@@ -26,7 +26,7 @@ from .metrics import fooling_rate, predict
 from .models import FrozenClassifier
 from .objectives import FeatureActivation
 from .programs import AdditivePerturbation, check_eps
-from .train import History, TensorBatches, fit
+from .train import Callback, History, TensorBatches, fit
 
 PRIORS = ("none", "range", "data")
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -187,11 +187,9 @@ def datafree_uap(model: FrozenClassifier, prior: str | Callable = "none", x: tor
     program = program.to(model.device)
     val_clean = predict(model, val) if val is not None else None
     best = {"rate": -1.0, "w": None}
-    user_callback = fit_kwargs.pop("callback", None)
 
     def check(step, prog):
-        out = user_callback(step, prog) if user_callback is not None else {}
-        out["saturation"] = saturation(prog)
+        out = {"saturation": saturation(prog)}
         if val is not None:  # before any halving: the saturated perturbation is the candidate
             rate = fooling_rate(val_clean, predict(model, val, prog))
             out["val_fooling_rate"] = rate
@@ -204,7 +202,7 @@ def datafree_uap(model: FrozenClassifier, prior: str | Callable = "none", x: tor
 
     history = fit(program, model, FeatureActivation(layers, stat, views), batches, steps=steps,
                   lr=lr or eps / 2, seed=seed, progress=progress, desc=f"data-free ({prior} prior)",
-                  callback=check, callback_every=check_every, **fit_kwargs)
+                  callbacks=[*fit_kwargs.pop("callbacks", ()), Callback(check, check_every)], **fit_kwargs)
     if best["w"] is not None:
         with torch.no_grad():
             program.w.copy_(best["w"])

@@ -148,8 +148,8 @@ class FrozenClassifier(nn.Module):
         self.name = name
         self.crop = float(crop)
         self.size_multiple = int(size_multiple)
-        # Input checks cost a host sync; the training loop turns them off after its
-        # first step, which already proved the program's output valid.
+        # Input checks cost a host sync; the training loop turns them off (unchecked())
+        # after its first step, which already proved the program's output valid.
         self.check_inputs = True
         self._recording = 0  # > 0 while record() hooks are on: run the eager network
         self.eval()
@@ -205,6 +205,18 @@ class FrozenClassifier(nn.Module):
         net = self.net if self._recording else self.__dict__.get("_compiled_net", self.net)
         return net((x - self.mean.to(x.dtype)) / self.std.to(x.dtype))
 
+    @contextlib.contextmanager
+    def unchecked(self) -> Iterator["FrozenClassifier"]:
+        """Skip the input checks inside the block (each costs a host sync); restored on exit.
+
+        For loops whose first pass already proved the inputs valid, as :func:`reprolab.fit` does.
+        """
+        before, self.check_inputs = self.check_inputs, False
+        try:
+            yield self
+        finally:
+            self.check_inputs = before
+
     def compile(self, **kwargs) -> "FrozenClassifier":
         """Run the network through ``torch.compile`` from now on; returns ``self``.
 
@@ -217,11 +229,6 @@ class FrozenClassifier(nn.Module):
         """
         self.__dict__["_compiled_net"] = torch.compile(self.net, **kwargs)  # not a submodule: no duplicate names
         return self
-
-    @torch.no_grad()
-    def predict(self, x: torch.Tensor, batch_size: int = 64) -> torch.Tensor:
-        """Top-1 class indices for a batch of images of any length, ``(N,)``."""
-        return torch.cat([self(b).argmax(1) for b in x.split(batch_size)])
 
     def conv_layers(self) -> list[str]:
         """Names (as in ``net.named_modules()``) of every ``nn.Conv2d`` inside, input to output."""

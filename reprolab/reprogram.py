@@ -19,7 +19,7 @@ import torch
 from .models import FrozenClassifier
 from .objectives import TaskCrossEntropy
 from .programs import ReprogrammingFrame
-from .train import History, TensorBatches, fit
+from .train import Callback, History, TensorBatches, fit
 
 MAPPINGS = ("first", "frequency", "iterative")
 
@@ -111,18 +111,16 @@ def reprogram(model: FrozenClassifier, x: torch.Tensor, y: torch.Tensor, n_task:
     map_x, map_y = batches.x[:mapping_images], batches.y[:mapping_images]
     if mapping != "first":
         program.index.copy_(frequency_mapping(model, program, map_x, map_y))
-    user_callback = fit_kwargs.pop("callback", None)
-    every = fit_kwargs.pop("callback_every", None) or fit_kwargs.get("log_every", 10)
 
     def remap(step, prog):
-        out = user_callback(step, prog) if user_callback is not None and (step % every == 0 or step == steps) else {}
         # At the start of every epoch that a full epoch of training follows (a new mapping needs
         # that time: re-mapped 50 steps before the end of a cosine run, MNIST accuracy fell from
         # 85 % to 53 %). Decided by the step alone, so a resumed run re-maps where it would have.
         if mapping == "iterative" and step % batches.per_epoch == 0 and step + batches.per_epoch <= steps:
             prog.index.copy_(frequency_mapping(model, prog, map_x, map_y))
-        return out
 
+    # after the user's callbacks: they see the mapping this step trained with
+    callbacks = [*fit_kwargs.pop("callbacks", ()), Callback(remap, every=1)]
     history = fit(program, model, TaskCrossEntropy(lam), batches, steps=steps, lr=lr, schedule=schedule, seed=seed,
-                  progress=progress, desc=f"reprogram ({mapping})", callback=remap, callback_every=1, **fit_kwargs)
+                  progress=progress, desc=f"reprogram ({mapping})", callbacks=callbacks, **fit_kwargs)
     return program, history

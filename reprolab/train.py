@@ -7,6 +7,7 @@ of metrics, deterministic seeding per step, and checkpoints that resume exactly.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import hashlib
 import json
@@ -16,7 +17,7 @@ import time
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Sequence
 
 import torch
 
@@ -262,11 +263,51 @@ def _is_positive(value) -> bool:
         return False
 
 
+@dataclass(frozen=True)
+class Callback:
+    """``fn(step, program) -> dict`` run by :func:`fit` every ``every`` steps and after the last.
+
+    Its values (e.g. held-out accuracy) go into the history at the next log. It may
+    also update the program (e.g. re-estimate a label mapping), which then happens
+    identically on resume, since it is decided by the step alone.
+    """
+
+    fn: Callable[[int, InputProgram], dict | None]
+    every: int = 10
+
+    def due(self, done: int, steps: int) -> bool:
+        return done % self.every == 0 or done == steps
+
+
+def _set_lr(opt: torch.optim.Optimizer, base_lrs: list[float], schedule: str, step: int, steps: int) -> None:
+    """Cosine decay from the initial rate to 0 at ``steps``, set from the step alone (exact on resume)."""
+    if schedule == "cosine":
+        for g, base in zip(opt.param_groups, base_lrs):
+            g["lr"] = base * 0.5 * (1 + math.cos(math.pi * step / steps))
+
+
+class _MetricWindow:
+    """Sums of the metrics since the last log, kept on the device: one host sync per log."""
+
+    def __init__(self, sums: dict | None = None, count: int = 0):
+        self.sums, self.count = dict(sums or {}), count
+
+    def add(self, metrics: dict[str, torch.Tensor]) -> None:
+        for k, v in metrics.items():
+            self.sums[k] = self.sums.get(k, 0) + v.float()
+        self.count += 1
+
+    def means(self) -> dict[str, float]:
+        values = {k: (v / self.count).item() for k, v in self.sums.items()}
+        self.sums, self.count = {}, 0
+        return values
+
+
 def fit(program: InputProgram, model: FrozenClassifier, objective: Callable, batches: Callable[[int], Batch],
         steps: int, lr: float = 0.05, optimizer: Callable | None = None, schedule: str = "constant", seed: int = 0,
         amp: bool | None = None, log_every: int = 10, checkpoint: str | Path | None = None,
         checkpoint_every: int = 100, progress: bool = True, desc: str = "fit",
-        callback: Callable[[int, InputProgram], dict] | None = None,
+        callbacks: Sequence[Callback] = (), callback: Callable[[int, InputProgram], dict] | None = None,
         callback_every: int | None = None, data_parallel: bool | None = None,
         micro_batch: int | None = None, settings: dict | None = None) -> History:
     """Train ``program`` so that ``objective(model, program, x, y)`` goes down.
@@ -291,10 +332,11 @@ def fit(program: InputProgram, model: FrozenClassifier, objective: Callable, bat
             model, batches, optimizer, lr, schedule, seed, step count, plus ``settings``),
             and a checkpoint made with other ones is refused with the differences named;
             only a larger ``steps`` with a constant learning rate may continue a run.
-        callback: ``callback(step, program) -> dict`` called every ``callback_every``
-            steps (default: ``log_every``); its values (e.g. held-out accuracy) go into
-            the history at the next log. It may also update the program (e.g. re-estimate
-            a label mapping), which then happens identically on resume.
+        callbacks: :class:`Callback` s, each with its own period, run in order after
+            the optimiser step: ``Callback(fn, every)`` calls ``fn(step, program) -> dict``;
+            the values go into the history at the next log.
+        callback, callback_every: shorthand for one more callback, run first:
+            ``Callback(callback, callback_every or log_every)``.
         data_parallel: under ``torchrun`` (default: whenever a process group is active),
             each rank trains on its slice of every global batch and the gradients are
             averaged (:mod:`reprolab.distributed`); only rank 0 shows progress and writes
@@ -311,8 +353,10 @@ def fit(program: InputProgram, model: FrozenClassifier, objective: Callable, bat
     """
     if steps < 0:
         raise ValueError(f"steps must be >= 0, got {steps}")
+    if callback is not None:
+        callbacks = [Callback(callback, callback_every or log_every), *callbacks]
     for name, value in (("log_every", log_every), ("checkpoint_every", checkpoint_every),
-                        ("callback_every", callback_every)):
+                        ("callback_every", callback_every), *(("Callback.every", c.every) for c in callbacks)):
         if value is not None and not _is_count(value):
             raise ValueError(f"{name} must be a whole number of steps >= 1, got {value!r}")
     if optimizer is None and not _is_positive(lr):
@@ -343,17 +387,15 @@ def fit(program: InputProgram, model: FrozenClassifier, objective: Callable, bat
     if parallel:
         distributed.broadcast_(params)
 
-    callback_every = callback_every or log_every
     sums, count, pending = resumed_window  # metrics since the last log, sums of tensors on the device
+    window = _MetricWindow(sums, count)
     t0 = time.perf_counter() - history.seconds
-    checks = model.check_inputs
     bar = progress_bar(steps, start, progress and lead, desc)
-    try:
+    with contextlib.ExitStack() as cleanup:
+        cleanup.callback(bar.close)
         for step in range(start, steps):
             torch.manual_seed(seed + step)
-            if schedule == "cosine":
-                for g, base in zip(opt.param_groups, base_lrs):
-                    g["lr"] = base * 0.5 * (1 + math.cos(math.pi * step / steps))
+            _set_lr(opt, base_lrs, schedule, step, steps)
             x, y = batches(step)
             if parallel:
                 x, y = distributed.shard(x, y)
@@ -363,15 +405,15 @@ def fit(program: InputProgram, model: FrozenClassifier, objective: Callable, bat
                 distributed.average_gradients(params)
             opt.step()
             program.project_()
-            model.check_inputs = False  # step 0 validated the program's output; skip the syncs
-            for k, v in {"loss": loss, **metrics}.items():
-                sums[k] = sums.get(k, 0) + v.float()
-            count += 1
+            if step == start:  # this step validated the program's output: skip the host syncs from now on
+                cleanup.enter_context(model.unchecked())
+            window.add({"loss": loss, **metrics})
             done = step + 1
-            if callback is not None and (done % callback_every == 0 or done == steps):
-                pending.update(callback(done, program))
+            for c in callbacks:
+                if c.due(done, steps):
+                    pending.update(c.fn(done, program) or {})
             if done % log_every == 0 or done == steps:
-                values = {k: (v / count).item() for k, v in sums.items()}
+                values = window.means()
                 if parallel:
                     values = distributed.mean_over_ranks(values, device)
                 if values["loss"] != values["loss"] or abs(values["loss"]) == float("inf"):
@@ -379,13 +421,9 @@ def fit(program: InputProgram, model: FrozenClassifier, objective: Callable, bat
                 history.log(done, {**values, **pending})
                 pending = {}
                 bar.set_postfix({k: f"{v:.3g}" for k, v in values.items()}, refresh=False)
-                sums, count = {}, 0
             bar.update(1)
             if checkpoint is not None and lead and (done % checkpoint_every == 0 or done == steps):
                 history.seconds = time.perf_counter() - t0
-                _save_checkpoint(checkpoint, program, opt, done, history, run, (sums, count, pending))
-    finally:
-        model.check_inputs = checks
-        bar.close()
+                _save_checkpoint(checkpoint, program, opt, done, history, run, (window.sums, window.count, pending))
     history.seconds = time.perf_counter() - t0
     return history

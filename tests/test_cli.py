@@ -35,3 +35,20 @@ def test_reprogram_squares_keep_their_drawn_size(tmp_path, capsys):
     assert result["n"] == 2000 and 0 <= result["heldout_accuracy"] <= 1
     program, meta = load_program(out)
     assert program.image_size == 36 and meta["task"] == "squares"
+
+
+def test_cli_defaults_are_the_librarys():
+    """The parser reads its defaults from the functions' signatures: no copy to drift."""
+    import inspect
+
+    from reprolab import cli, datafree, uap
+    from reprolab.reprogram import reprogram
+
+    parser = cli.build_parser()
+    for argv, func, names in [(["uap", "--out", "u.safetensors"], uap.sgd_uap, ["eps", "steps", "batch_size", "loss"]),
+                              (["reprogram", "--out", "r.safetensors"], reprogram, ["steps", "batch_size", "lr", "m"]),
+                              (["datafree", "--out", "d.safetensors"], datafree.datafree_uap, ["eps", "steps", "stat"]),
+                              (["gallery", "--out", "g/"], uap.targeted_uap, ["eps", "steps", "batch_size"])]:
+        args = vars(parser.parse_args(argv))
+        for name in names:
+            assert args[name] == inspect.signature(func).parameters[name].default, (argv[0], name)

@@ -69,7 +69,7 @@ def test_wrap_any_module(tiny_model):
     assert tiny_model.num_classes == 10 and tiny_model.class_names[3] == "class_3"
     assert tiny_model(torch.rand(2, 3, 32, 32)).shape == (2, 10)
     assert tiny_model.conv_layers() == ["0"]
-    assert tiny_model.predict(torch.full((1, 3, 32, 32), 1 / 3)).item() == 3
+    assert reprolab.predict(tiny_model, torch.full((1, 3, 32, 32), 1 / 3)).item() == 3
 
 
 @pytest.mark.slow

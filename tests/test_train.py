@@ -94,3 +94,21 @@ def test_batches_cover_each_epoch_once():
     seen = torch.cat([b(0)[1], b(1)[1]])
     assert sorted(seen.tolist()) == list(range(10))
     assert torch.equal(b(3)[1], TensorBatches(torch.arange(10.0), torch.arange(10), 5)(3)[1])
+
+
+def test_callbacks_run_in_order_each_on_its_own_period(tiny_model):
+    program, batches = _setup(tiny_model)
+    calls = []
+
+    def record(tag):
+        return lambda step, prog: calls.append((tag, step)) or {tag: float(step)}
+
+    hist = fit(program, tiny_model, Targeted(3), batches, steps=10, log_every=5, progress=False,
+               callbacks=[reprolab.Callback(record("a"), every=4), reprolab.Callback(record("b"), every=5)],
+               callback=record("first"), callback_every=10)
+    assert calls == [("a", 4), ("b", 5), ("a", 8), ("first", 10), ("a", 10), ("b", 10)]
+    assert hist.steps == [5, 10] and hist.metrics["a"] == [4.0, 10.0] and hist.metrics["b"] == [5.0, 10.0]
+    with pytest.raises(ValueError, match="Callback.every must be"):
+        fit(program, tiny_model, Targeted(3), batches, steps=2, progress=False,
+            callbacks=[reprolab.Callback(record("a"), every=0)])
+    assert tiny_model.check_inputs  # fit switched the input checks off only while it ran
