@@ -14,8 +14,6 @@ from __future__ import annotations
 import argparse
 import time
 
-import torch
-
 import reprolab
 from reprolab import data, datafree, metrics
 

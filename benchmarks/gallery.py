@@ -16,7 +16,7 @@ import argparse
 import time
 
 import reprolab
-from reprolab import data, gallery
+from reprolab import data
 
 from common import RESULTS, write
 

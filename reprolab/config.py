@@ -1,8 +1,11 @@
-"""Where reprolab finds its data.
+"""reprolab's settings, all read from the environment here.
 
-One setting, resolved in this order: an explicit argument, then the
-``REPROLAB_DATA`` environment variable, then ``~/.cache/reprolab/data``
-(``$XDG_CACHE_HOME/reprolab/data`` when that is set).
+* ``REPROLAB_DATA``: the data root, resolved in this order: an explicit argument, then
+  this variable, then ``~/.cache/reprolab/data`` (``$XDG_CACHE_HOME/reprolab/data``).
+* ``REPROLAB_OFFLINE``: set (to anything but 0), nothing may download.
+* ``REPROLAB_PROGRESS``: ``auto`` (default), ``text`` or ``off`` for the progress bars.
+* ``REPROLAB_STATIC``: set (to anything but 0) in static builds: widgets show their
+  static figure only.
 """
 
 from __future__ import annotations
@@ -13,12 +16,24 @@ from pathlib import Path
 
 ENV_VAR = "REPROLAB_DATA"
 OFFLINE_ENV = "REPROLAB_OFFLINE"
+PROGRESS_ENV = "REPROLAB_PROGRESS"
+STATIC_ENV = "REPROLAB_STATIC"
 NETWORK_TIMEOUT = 60.0  # seconds a download may wait for the server (per connection or read)
 
 
 def forced_offline() -> bool:
     """True when ``$REPROLAB_OFFLINE`` is set (to anything but 0): nothing may download."""
     return os.environ.get(OFFLINE_ENV, "0") not in ("", "0")
+
+
+def progress_mode() -> str:
+    """``$REPROLAB_PROGRESS``: ``"auto"`` (notebook-aware bars), ``"text"`` or ``"off"``."""
+    return os.environ.get(PROGRESS_ENV, "auto")
+
+
+def static_build() -> bool:
+    """True when ``$REPROLAB_STATIC`` is set (to anything but 0): no kernel will run the widgets."""
+    return os.environ.get(STATIC_ENV, "0") not in ("", "0")
 
 
 def refuse_offline(what: str, where: Path | None = None) -> None:

@@ -25,7 +25,7 @@ from . import distributed
 from .artifacts import atomic_write
 from .metrics import targeted_success
 from .models import FrozenClassifier
-from .programs import AdditivePerturbation, check_eps, load_program, save_program
+from .programs import AdditivePerturbation, load_program, save_program
 from .train import fingerprint, progress_bar
 from .uap import targeted_uap
 
@@ -97,7 +97,7 @@ def read_index(out_dir: str | Path) -> dict:
                          "delete it: rerunning `reprolab gallery` with the same settings writes it again")
     index.setdefault("classes", {})
     for entry_file in sorted(out_dir.glob("class_*.json")):
-        fix = (f"delete it and its .safetensors and .png, then rerun `reprolab gallery` with the same settings "
+        fix = ("delete it and its .safetensors and .png, then rerun `reprolab gallery` with the same settings "
                "to craft that class again")
         entry = _read_json(entry_file, fix)
         if not isinstance(entry.get("id"), int) or not isinstance(entry.get("program"), str):

@@ -12,7 +12,6 @@ import functools
 import hashlib
 import json
 import math
-import os
 import time
 import warnings
 from dataclasses import dataclass, field
@@ -211,7 +210,6 @@ def _load_checkpoint(path: Path, program, optimizer, settings: dict,
     return meta["step"], History.from_dict(meta["history"]), window
 
 
-PROGRESS_ENV = "REPROLAB_PROGRESS"
 
 
 def progress_bar(total: int, initial: int, enabled: bool, desc: str):
@@ -220,7 +218,9 @@ def progress_bar(total: int, initial: int, enabled: bool, desc: str):
     Static builds (the book, papermill in CI) set ``off``: a widget bar has no kernel
     there and would render as raw JSON.
     """
-    mode = os.environ.get(PROGRESS_ENV, "auto")
+    from .config import progress_mode
+
+    mode = progress_mode()
     if mode == "text":
         from tqdm import tqdm
     else:

@@ -4,7 +4,6 @@ and the static book can show the same figure for the default values."""
 
 from __future__ import annotations
 
-import os
 
 import matplotlib.pyplot as plt
 import torch
@@ -13,7 +12,6 @@ from . import plots
 from .metrics import evaluate_perturbation
 
 
-STATIC_ENV = "REPROLAB_STATIC"
 
 
 def live() -> bool:
@@ -22,7 +20,9 @@ def live() -> bool:
     There a widget has no kernel to talk to, and an Output widget can stall nbclient;
     the chapters show the same view as a static figure next to each widget.
     """
-    return os.environ.get(STATIC_ENV, "0") in ("", "0")
+    from .config import static_build
+
+    return not static_build()
 
 
 def _static_note():

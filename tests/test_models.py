@@ -1,10 +1,8 @@
 import pytest
 import torch
-from torch import nn
 
 import reprolab
 from reprolab import data
-from reprolab.models import REGISTRY
 
 
 def test_registry_lists_offline_and_online():
