@@ -115,6 +115,31 @@ def imagenet_class_names() -> list[str]:
     return list(ResNet50_Weights.IMAGENET1K_V1.meta["categories"])
 
 
+# Coarse groups of the ImageNet classes by ranges of the class index: the standard class
+# order follows WordNet's hierarchy, so each range is one branch of it (checked by name
+# at every boundary: 151 Chihuahua .. 268 Mexican hairless are the dogs, and so on).
+IMAGENET_GROUPS: tuple[tuple[int, int, str], ...] = (
+    (0, 6, "fish"), (7, 24, "birds"), (25, 32, "amphibians"), (33, 68, "reptiles"), (69, 79, "invertebrates"),
+    (80, 100, "birds"), (101, 106, "other mammals"), (107, 126, "invertebrates"), (127, 146, "birds"),
+    (147, 150, "other mammals"), (151, 268, "dogs"), (269, 280, "other mammals"), (281, 293, "cats"),
+    (294, 299, "other mammals"), (300, 326, "insects"), (327, 329, "invertebrates"), (330, 388, "other mammals"),
+    (389, 397, "fish"), (398, 923, "objects"), (924, 969, "food"), (970, 980, "landscapes"), (981, 983, "people"),
+    (984, 998, "plants and fungi"), (999, 999, "objects"),
+)
+
+
+def imagenet_group(class_id: int) -> str:
+    """The coarse group of an ImageNet class: ``"dogs"``, ``"birds"``, ``"objects"``, ...
+
+    >>> imagenet_group(96), imagenet_group(664)
+    ('birds', 'objects')
+    """
+    for lo, hi, group in IMAGENET_GROUPS:
+        if lo <= class_id <= hi:
+            return group
+    raise ValueError(f"ImageNet class ids are 0-999, got {class_id}")
+
+
 class FrozenClassifier(nn.Module):
     """A frozen classifier on [0, 1] pixels with its preprocessing inside.
 

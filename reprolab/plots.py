@@ -147,7 +147,7 @@ def plot_transfer(rows: list[str], cols: list[str], matrix, title: str = "held-o
                   ylabel: str = "crafted on"):
     """A transfer matrix (rows: source model, columns: target model) as an annotated heat map."""
     short = lambda names: [n.replace("efficientnet_", "") for n in names]  # noqa: E731
-    fig, ax = plt.subplots(figsize=(4.2, 3.6))
+    fig, ax = plt.subplots(figsize=(2.4 + 1.0 * len(cols), 1.4 + 0.45 * len(rows)))
     im = ax.imshow(matrix, vmin=0, vmax=1, cmap="viridis")
     ax.set_xticks(range(len(cols)), short(cols))
     ax.set_yticks(range(len(rows)), short(rows))
@@ -159,3 +159,114 @@ def plot_transfer(rows: list[str], cols: list[str], matrix, title: str = "held-o
     fig.colorbar(im)
     fig.tight_layout()
     return fig
+
+
+class GalleryPage:
+    """A gallery as one self-contained HTML page: a card per class, searchable, filterable, sortable.
+
+    Shown inline by Jupyter (and Colab), or written to a file with :meth:`save`. Each card
+    holds the class's change (amplified, and on grey), its name, id, group and held-out
+    target success; a click shows it full size.
+    """
+
+    def __init__(self, html: str, n_cards: int):
+        self.html, self.n_cards = html, n_cards
+
+    def _repr_html_(self) -> str:
+        return self.html
+
+    def save(self, path) -> None:
+        from pathlib import Path
+
+        from .artifacts import atomic_write
+
+        page = f"<!doctype html><meta charset='utf-8'><title>reprolab gallery</title>{self.html}"
+        atomic_write(Path(path), lambda tmp: Path(tmp).write_text(page, encoding="utf-8"))
+
+
+_GALLERY_CSS = """
+#{id} .rl-controls {{display:flex; flex-wrap:wrap; gap:.5em; margin:.5em 0 1em}}
+#{id} .rl-controls input, #{id} .rl-controls select {{font:inherit; padding:.2em .4em}}
+#{id} .rl-cards {{display:grid; grid-template-columns:repeat(auto-fill, minmax(220px, 1fr)); gap:.8em}}
+#{id} figure {{margin:0; border:1px solid #ddd; border-radius:6px; padding:.4em; background:#fafafa}}
+#{id} figure img {{width:100%; cursor:zoom-in; display:block}}
+#{id} figcaption {{font-size:.85em; line-height:1.3; margin-top:.3em}}
+#{id} .rl-full {{position:fixed; inset:0; background:rgba(0,0,0,.85); display:none; align-items:center;
+  justify-content:center; z-index:1000; cursor:zoom-out}}
+#{id} .rl-full img {{max-width:95vw; max-height:90vh; image-rendering:pixelated}}
+"""
+
+_GALLERY_JS = """
+(function() {{
+  const root = document.getElementById("{id}");
+  const cards = Array.from(root.querySelectorAll("figure"));
+  const box = root.querySelector(".rl-cards"), count = root.querySelector(".rl-count");
+  const search = root.querySelector(".rl-search"), group = root.querySelector(".rl-group");
+  const sort = root.querySelector(".rl-sort"), full = root.querySelector(".rl-full");
+  function update() {{
+    const q = search.value.trim().toLowerCase(), g = group.value;
+    const key = {{id: c => +c.dataset.id, name: c => c.dataset.name, best: c => -c.dataset.success,
+                 worst: c => +c.dataset.success}}[sort.value];
+    cards.sort((a, b) => key(a) < key(b) ? -1 : key(a) > key(b) ? 1 : 0).forEach(c => box.appendChild(c));
+    let shown = 0;
+    for (const c of cards) {{
+      const ok = (!q || c.dataset.name.includes(q) || c.dataset.id === q) && (!g || c.dataset.group === g);
+      c.style.display = ok ? "" : "none"; shown += ok;
+    }}
+    count.textContent = shown + " of " + cards.length + " classes shown";
+  }}
+  [search, group, sort].forEach(e => e.addEventListener("input", update));
+  root.addEventListener("click", e => {{
+    if (e.target.matches("figure img")) {{ full.querySelector("img").src = e.target.src; full.style.display = "flex"; }}
+    else if (full.contains(e.target)) {{ full.style.display = "none"; }}
+  }});
+  update();
+}})();
+"""
+
+
+def gallery_page(program, targets: list[int], class_names: list[str], per_class: list[dict] | None = None,
+                 title: str = "", quality: int = 85) -> GalleryPage:
+    """An HTML gallery of a multi-target program's changes (``program.delta()[k]`` for ``targets[k]``).
+
+    ``per_class``: the held-out ``target_success`` (and ``target_prob``) of each class, as
+    ``reprolab evaluate`` and the zoo's manifest record them. Images are inline JPEGs
+    (about 20 KB a class), so the page needs no other file.
+    """
+    import base64
+    import html
+    import io
+    import uuid
+
+    from .models import IMAGENET_GROUPS, imagenet_group
+
+    rates = {int(r["id"]): r for r in per_class or []}
+    deltas = program.delta().detach()
+    figures = []
+    for k, c in enumerate(targets):
+        buf = io.BytesIO()
+        render_change(deltas[k]).save(buf, format="JPEG", quality=quality)
+        src = "data:image/jpeg;base64," + base64.b64encode(buf.getvalue()).decode()
+        name = class_names[c]
+        group = imagenet_group(c) if len(class_names) == 1000 else "all"
+        r = rates.get(int(c), {})
+        success = r.get("target_success", float("nan"))
+        rate = f"held-out success {success:.0%}" if r else "not measured"
+        figures.append(f'<figure data-id="{c}" data-name="{html.escape(name.lower())}" data-group="{group}" '
+                       f'data-success="{success if r else -1}"><img src="{src}" alt="{html.escape(name)}" '
+                       f'><figcaption><b>{html.escape(name)}</b> (#{c}, {group})<br>{rate}'
+                       f'</figcaption></figure>')
+    groups = sorted({g for _, _, g in IMAGENET_GROUPS}) if len(class_names) == 1000 else []
+    uid = f"rl-gallery-{uuid.uuid4().hex[:8]}"
+    options = "".join(f'<option value="{g}">{g}</option>' for g in groups)
+    page = (f'<div id="{uid}" class="rl-gallery"><style>{_GALLERY_CSS.format(id=uid)}</style>'
+            + (f"<p><b>{html.escape(title)}</b></p>" if title else "")
+            + '<div class="rl-controls"><input class="rl-search" type="search" placeholder="search a class name or id" '
+            f'aria-label="search"><select class="rl-group" aria-label="group"><option value="">all groups</option>'
+            f'{options}</select><select class="rl-sort" aria-label="sort"><option value="id">by class id</option>'
+            '<option value="name">by name</option><option value="best">most successful first</option>'
+            '<option value="worst">least successful first</option></select><span class="rl-count"></span></div>'
+            f'<div class="rl-cards">{"".join(figures)}</div><div class="rl-full"><img alt="full size"></div>'
+            f"<script>{_GALLERY_JS.format(id=uid)}</script></div>")
+    return GalleryPage(page, len(figures))
+

@@ -165,3 +165,26 @@ def test_every_chapter_renders_in_a_browser(built_book, browser):
                             f"broken images {broken}, {figures} figures")
     assert not problems, "\n".join(problems)
     assert sorted(p.name for p in SCREENSHOTS.glob("*.png")) == sorted(f"{p.stem}.png" for p in pages)
+
+
+@pytest.mark.slow
+def test_gallery_page_search_narrows_the_cards(built_book, browser):
+    from selenium.webdriver.common.by import By
+
+    failures = open_page(browser, (built_book / "book" / "gallery.html").as_uri())
+    assert not failures, failures
+    cards = browser.find_elements(By.CSS_SELECTOR, ".rl-gallery figure")
+    assert len(cards) >= 10
+    unloaded = browser.execute_script(
+        "return Array.from(document.querySelectorAll('.rl-gallery figure img'))"
+        ".filter(i => !i.complete || i.naturalWidth === 0).length")
+    assert unloaded == 0
+    visible = ("return Array.from(document.querySelectorAll('.rl-gallery figure'))"
+               ".filter(f => f.style.display !== 'none').length")
+    assert browser.execute_script(visible) == len(cards)
+    browser.find_element(By.CSS_SELECTOR, ".rl-search").send_keys("toucan")
+    assert browser.execute_script(visible) == 1  # class 96, the only toucan
+    assert "1 of" in browser.find_element(By.CSS_SELECTOR, ".rl-count").text
+    # a click shows the card full size
+    browser.find_element(By.CSS_SELECTOR, ".rl-gallery figure:not([style*='none']) img").click()
+    assert browser.execute_script("return getComputedStyle(document.querySelector('.rl-full')).display") == "flex"
