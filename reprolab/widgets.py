@@ -30,6 +30,26 @@ def _static_note():
           "the figure below shows the default view)")
 
 
+def _figure_output(draw):
+    """An ``Output`` widget and a ``redraw(*_)`` that replaces what it shows with ``draw()``'s figure.
+
+    Every explorer here is controls plus this pair: the controls call ``redraw``.
+    """
+    import ipywidgets as w
+    from IPython.display import display
+
+    out = w.Output()
+
+    def redraw(*_):
+        with out:
+            out.clear_output(wait=True)
+            fig = draw()
+            display(fig)
+            plt.close(fig)
+
+    return out, redraw
+
+
 def uap_scale_view(model, program, x: torch.Tensor, y: torch.Tensor, eps: float, n_show: int = 4):
     """A universal perturbation rescaled to bound ``eps``: its look, predictions, held-out metrics.
 
@@ -57,19 +77,10 @@ def uap_explorer(model, program, x: torch.Tensor, y: torch.Tensor, max_eps: floa
     if not live():
         return _static_note()
     import ipywidgets as w
-    from IPython.display import display
 
     slider = w.FloatSlider(value=program.eps * 255, min=1, max=max_eps * 255, step=1,
                            description="eps x 255", continuous_update=False)
-    out = w.Output()
-
-    def redraw(change=None):
-        with out:
-            out.clear_output(wait=True)
-            fig, _ = uap_scale_view(model, program, x, y, slider.value / 255)
-            display(fig)
-            plt.close(fig)
-
+    out, redraw = _figure_output(lambda: uap_scale_view(model, program, x, y, slider.value / 255)[0])
     slider.observe(redraw, names="value")
     redraw()
     return w.VBox([slider, out])
@@ -109,18 +120,9 @@ def reprogram_explorer(model, program, x: torch.Tensor, y: torch.Tensor):
     if not live():
         return _static_note()
     import ipywidgets as w
-    from IPython.display import display
 
     slider = w.IntSlider(value=0, min=0, max=len(x) - 1, description="image", continuous_update=False)
-    out = w.Output()
-
-    def redraw(change=None):
-        with out:
-            out.clear_output(wait=True)
-            fig, _ = reprogram_view(model, program, x, y, slider.value)
-            display(fig)
-            plt.close(fig)
-
+    out, redraw = _figure_output(lambda: reprogram_view(model, program, x, y, slider.value)[0])
     slider.observe(redraw, names="value")
     redraw()
     return w.VBox([slider, out])
@@ -146,22 +148,13 @@ def datafree_explorer(model, x: torch.Tensor, y: torch.Tensor, craft: torch.Tens
     if not live():
         return _static_note()
     import ipywidgets as w
-    from IPython.display import display
 
     blocks = model.block_layers()
     prior = w.ToggleButtons(options=["none", "range", "data"], description="prior")
     span = w.IntRangeSlider(value=[0, len(blocks) - 1], min=0, max=len(blocks) - 1, description="blocks")
     button = w.Button(description=f"craft ({steps} steps)")
-    out = w.Output()
-
-    def craft_now(_=None):
-        with out:
-            out.clear_output(wait=True)
-            lo, hi = span.value
-            fig, _ = datafree_view(model, prior.value, blocks[lo:hi + 1], x, y, steps, craft)
-            display(fig)
-            plt.close(fig)
-
+    out, craft_now = _figure_output(
+        lambda: datafree_view(model, prior.value, blocks[span.value[0]:span.value[1] + 1], x, y, steps, craft)[0])
     button.on_click(craft_now)
     return w.VBox([prior, span, button, out])
 
@@ -206,21 +199,19 @@ def gallery_browser(model, gallery_dir, x: torch.Tensor, columns: int = 6):
     from pathlib import Path
 
     import ipywidgets as w
-    from IPython.display import display
 
     from .gallery import load_gallery
 
     ids, programs, index = load_gallery(gallery_dir)
     entries = [index["classes"][str(c)] for c in ids]
     search = w.Combobox(placeholder="class name", options=[e["name"] for e in entries], description="search")
-    grid, out = w.GridBox(layout=w.Layout(grid_template_columns=f"repeat({columns}, 130px)")), w.Output()
+    grid = w.GridBox(layout=w.Layout(grid_template_columns=f"repeat({columns}, 130px)"))
+    shown = {"i": 0}
+    out, redraw = _figure_output(lambda: gallery_view(model, programs.select(shown["i"]), ids[shown["i"]], x)[0])
 
     def open_class(i):
-        with out:
-            out.clear_output(wait=True)
-            fig, _ = gallery_view(model, programs.select(i), ids[i], x)
-            display(fig)
-            plt.close(fig)
+        shown["i"] = i
+        redraw()
 
     def tile(i, e):
         image = w.Image(value=(Path(gallery_dir) / e["png"]).read_bytes(), width=120)
