@@ -215,9 +215,12 @@ _GALLERY_JS = """
     }}
     count.textContent = shown + " of " + cards.length + " classes shown";
   }}
-  [search, group, sort].forEach(e => e.addEventListener("input", update));
+  [search, group, sort].forEach(e => ["input", "change"].forEach(t => e.addEventListener(t, update)));
   root.addEventListener("click", e => {{
-    if (e.target.matches("figure img")) {{ full.querySelector("img").src = e.target.src; full.style.display = "flex"; }}
+    if (e.target.matches("figure img")) {{  // the full-size image exists only while shown
+      const big = document.createElement("img");
+      big.src = e.target.src; big.alt = e.target.alt; full.replaceChildren(big); full.style.display = "flex";
+    }}
     else if (full.contains(e.target)) {{ full.style.display = "none"; }}
   }});
   update();
@@ -266,7 +269,7 @@ def gallery_page(program, targets: list[int], class_names: list[str], per_class:
             f'{options}</select><select class="rl-sort" aria-label="sort"><option value="id">by class id</option>'
             '<option value="name">by name</option><option value="best">most successful first</option>'
             '<option value="worst">least successful first</option></select><span class="rl-count"></span></div>'
-            f'<div class="rl-cards">{"".join(figures)}</div><div class="rl-full"><img alt="full size"></div>'
+            f'<div class="rl-cards">{"".join(figures)}</div><div class="rl-full"></div>'
             f"<script>{_GALLERY_JS.format(id=uid)}</script></div>")
     return GalleryPage(page, len(figures))
 

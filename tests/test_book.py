@@ -185,6 +185,13 @@ def test_gallery_page_search_narrows_the_cards(built_book, browser):
     browser.find_element(By.CSS_SELECTOR, ".rl-search").send_keys("toucan")
     assert browser.execute_script(visible) == 1  # class 96, the only toucan
     assert "1 of" in browser.find_element(By.CSS_SELECTOR, ".rl-count").text
+    from selenium.webdriver.support.ui import Select
+
+    browser.find_element(By.CSS_SELECTOR, ".rl-search").clear()
+    Select(browser.find_element(By.CSS_SELECTOR, ".rl-group")).select_by_value("cats")  # also re-reads the search
+    assert 1 <= browser.execute_script(visible) < len(cards)  # the write-up's big cats, no turtle
     # a click shows the card full size
     browser.find_element(By.CSS_SELECTOR, ".rl-gallery figure:not([style*='none']) img").click()
     assert browser.execute_script("return getComputedStyle(document.querySelector('.rl-full')).display") == "flex"
+    assert browser.execute_script(
+        "const i = document.querySelector('.rl-full img'); return i.complete && i.naturalWidth") > 0
