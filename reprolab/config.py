@@ -21,9 +21,14 @@ STATIC_ENV = "REPROLAB_STATIC"
 NETWORK_TIMEOUT = 60.0  # seconds a download may wait for the server (per connection or read)
 
 
+def _flag(var: str) -> bool:
+    """An on/off environment setting: on when set to anything but empty or 0."""
+    return os.environ.get(var, "0") not in ("", "0")
+
+
 def forced_offline() -> bool:
     """True when ``$REPROLAB_OFFLINE`` is set (to anything but 0): nothing may download."""
-    return os.environ.get(OFFLINE_ENV, "0") not in ("", "0")
+    return _flag(OFFLINE_ENV)
 
 
 def progress_mode() -> str:
@@ -33,7 +38,7 @@ def progress_mode() -> str:
 
 def static_build() -> bool:
     """True when ``$REPROLAB_STATIC`` is set (to anything but 0): no kernel will run the widgets."""
-    return os.environ.get(STATIC_ENV, "0") not in ("", "0")
+    return _flag(STATIC_ENV)
 
 
 def refuse_offline(what: str, where: Path | None = None) -> None:

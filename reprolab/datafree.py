@@ -65,8 +65,9 @@ class GaussianImages:
         self.mean = torch.tensor(mean, device=device).view(1, 3, 1, 1)
         self.std = torch.tensor(std, device=device).view(1, 3, 1, 1)
 
-    def _noise(self, side: int) -> torch.Tensor:
-        noise = torch.randn((1, 3, side, side), device=self.mean.device)
+    def _noise(self, n: int, side: int) -> torch.Tensor:
+        """``n`` per-pixel noise images ``(n, 3, side, side)``, clipped to [0, 1]."""
+        noise = torch.randn((n, 3, side, side), device=self.mean.device)
         return (self.mean + self.std * noise).clamp(0, 1)
 
     def _like_photo(self) -> torch.Tensor:
@@ -76,7 +77,7 @@ class GaussianImages:
         # the reference code's views: short side to size * scale (scale 1 or U(0.75, 1.5)), no antialiasing ...
         scale = 1.0 if torch.rand(()) < 0.5 else float(torch.empty(()).uniform_(0.75, 1.5))
         side = max(self.size, round(self.size * scale))
-        img = F.interpolate(self._noise(self.source), size=(side, side), mode="bilinear", align_corners=False)
+        img = F.interpolate(self._noise(1, self.source), size=(side, side), mode="bilinear", align_corners=False)
         if torch.rand(()) < 0.5:
             img = img.flip(-1)
         if torch.rand(()) < 0.5:  # ... a Gaussian blur (sigma 1) half the time ...
@@ -91,8 +92,7 @@ class GaussianImages:
 
     def __call__(self, step: int):
         if not self.like_photos:
-            noise = torch.randn((self.batch_size, 3, self.size, self.size), device=self.mean.device)
-            return (self.mean + self.std * noise).clamp(0, 1), None
+            return self._noise(self.batch_size, self.size), None
         return torch.cat([self._like_photo() for _ in range(self.batch_size)]), None
 
 

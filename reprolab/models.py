@@ -463,7 +463,9 @@ def load_model(name: str = DEFAULT_MODEL, device: str | torch.device | None = No
     spec = REGISTRY[name]
     if offline is None:
         offline = forced_offline()
-    net = _build_offline(spec) if spec.name.startswith("efficientnet_lite") else _build_torchvision(spec, offline)
+    # offline weights without a torchvision architecture behind them: EfficientNet-Lite's own packages
+    own_package = spec.source == "offline" and spec.packaged is None
+    net = _build_offline(spec) if own_package else _build_torchvision(spec, offline)
     model = FrozenClassifier(net, spec.mean, spec.std, spec.input_size, imagenet_class_names(),
                              name=name, crop=spec.crop, size_multiple=spec.size_multiple)
     model = model.to(device) if device is not None else model

@@ -6,20 +6,26 @@ import json
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
 from conftest import REPO
 
 
-@pytest.mark.slow
-def test_harness_quick_mode_produces_complete_results(tmp_path):
-    env = {**os.environ, "REPROLAB_BENCH_RESULTS": str(tmp_path)}
-    run = subprocess.run([sys.executable, "harness.py", "--quick"], cwd=REPO / "benchmarks", env=env,
+def run_quick(script: str, results: Path) -> dict:
+    """Run ``benchmarks/<script>.py --quick`` with its results in ``results``; the one file it wrote."""
+    env = {**os.environ, "REPROLAB_BENCH_RESULTS": str(results)}
+    run = subprocess.run([sys.executable, f"{script}.py", "--quick"], cwd=REPO / "benchmarks", env=env,
                          capture_output=True, text=True, timeout=600)
     assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
-    (path,) = tmp_path.glob("harness-quick-*.json")
-    result = json.loads(path.read_text())
+    (path,) = results.glob(f"{script}-quick-*.json")
+    return json.loads(path.read_text())
+
+
+@pytest.mark.slow
+def test_harness_quick_mode_produces_complete_results(tmp_path):
+    result = run_quick("harness", tmp_path)
     assert result["complete"] and result["commit"] and result["command"]
     rows = {(r["method"], r["variant"]): r for r in result["rows"]}
     assert set(rows) == {(m, v) for m in ("reprogramming", "sgd_uap", "gd_uap_data", "gallery")
@@ -50,12 +56,7 @@ def test_every_zoo_entry_has_its_recipe():
 def test_transfer_quick_mode_fills_every_cell(tmp_path):
     import reprolab
 
-    env = {**os.environ, "REPROLAB_BENCH_RESULTS": str(tmp_path)}
-    run = subprocess.run([sys.executable, "transfer.py", "--quick"], cwd=REPO / "benchmarks", env=env,
-                         capture_output=True, text=True, timeout=600)
-    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
-    (path,) = tmp_path.glob("transfer-quick-*.json")
-    result = json.loads(path.read_text())
+    result = run_quick("transfer", tmp_path)
     assert result["targets"] == reprolab.list_models("offline") and result["n"] == 16
     assert result["rows"][-1]["program"] == "random noise" and len(result["rows"]) >= 4
     for row in result["rows"]:
