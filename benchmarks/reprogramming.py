@@ -25,7 +25,7 @@ import time
 
 import reprolab
 from reprolab import data
-from reprolab.reprogram import reprogram, task_predict
+from reprolab.reprogramming import reprogram, task_predict
 
 from common import RESULTS, write
 
@@ -52,7 +52,7 @@ def run(model, task, mapping, steps, eval_every, n_held, size=128, image_size=32
     suffix = ("" if batch_size == 32 else f"-b{batch_size}") + ("" if size == 128 else f"-canvas{size}")
     reprolab.save_program(RESULTS / f"reprogram-{task}-{mapping}-{steps}-{image_size}px{suffix}.safetensors", program,
                           model=model.name, task=task, mapping=mapping, **curve[-1])
-    names = [model.class_names[i] for i in program.index[:, 0].tolist()]
+    names = [model.class_names[i] for i in program.label_map[:, 0].tolist()]
     return {"task": task, "mapping": mapping, "steps": steps, "batch_size": batch_size, "canvas": size,
             "image_size": image_size,
             "heldout_images": len(hy), "final": curve[-1], "curve": curve, "mapped_classes": names}

@@ -47,6 +47,7 @@ class Recipe:
     gpu_only: bool = False  # too slow for a CPU session
     # an artifact made before the zoo existed, by a benchmark script with the same settings
     source: dict = field(default_factory=dict)
+    pictures: bool = False  # a gallery kept as one JPEG a class (zoo.write_pictures), not as programs
 
     @property
     def model(self) -> str:
@@ -116,6 +117,11 @@ RECIPES: dict[str, Recipe] = {
                                                  "64/255", "--steps", "200", "--batch-size", "4",
                                                  "--classes-per-run", "10"], 10.4,
                                      source={"file": f"targeted-{L0}.safetensors", "results": "gallery-cpu-2core.json"}),
+    # the whole gallery (chapter 5's settings); about 17 h on 2 CPU cores, so it is crafted in parts
+    # (any --classes order; benchmarks/gallery_order.txt visits every group early) and published as it grows
+    f"gallery-{L0}": Recipe("gallery", ["gallery", "--model", L0, "--classes", "all", "--eps", "64/255", "--steps",
+                                        "200", "--batch-size", "4", "--classes-per-run", "10"], 1040,
+                            gpu_only=True, pictures=True),
 }
 
 
@@ -177,11 +183,52 @@ def settings_of(program, meta: dict) -> dict:
     return {"program": type(program).__name__, **program.config, **{k: meta[k] for k in SETTING_KEYS if k in meta}}
 
 
+def publish_pictures(name: str, src: Path | None) -> dict:
+    """A gallery kept as pictures: the per-class held-out rates its crafting run measured, one JPEG a class."""
+    from reprolab import plots, zoo
+    from reprolab.gallery import load_gallery
+
+    recipe = RECIPES[name]
+    src = src or out_path(name)
+    ids, program, index = load_gallery(src)
+    records = [index["classes"][str(c)] for c in ids]
+    unmeasured = [c for c, r in zip(ids, records) if "target_success" not in r]
+    if unmeasured:
+        raise SystemExit(f"{name}: classes {unmeasured[:5]} have no held-out rate; craft them with held-out photos")
+    deltas = program.delta().detach()
+    per_class = [{"id": c, "name": r["name"], "target_success": r["target_success"], "target_prob": r["target_prob"],
+                  "max_abs": round(float(deltas[k].abs().max()), 5)} for k, (c, r) in enumerate(zip(ids, records))]
+    n = {r["heldout_images"] for r in records}
+    if len(n) != 1:
+        raise SystemExit(f"{name}: classes were measured on different numbers of photos ({sorted(n)})")
+    settings = {k: v for k, v in index["settings"].items() if k != "crafting_images"}
+    log = WORK / f"{name}.json"  # written by `craft`; a gallery crafted in parts by hand gets one written too
+    made = json.loads(log.read_text()) if log.is_file() else {**provenance(), "command": "unknown"}
+    entry = {
+        "kind": "gallery", "model": recipe.model,
+        "metrics": {"split": "heldout", "classes": len(ids),
+                    "target_success": sum(r["target_success"] for r in per_class) / len(ids),
+                    "target_prob": sum(r["target_prob"] for r in per_class) / len(ids), "n": n.pop()},
+        "per_class": per_class, "photos": SAMPLE, "settings": {**settings, "targets": ids},
+        "picture": "the change amplified to the full range (plots.change_picture): 0.5 + 0.5 * delta / max_abs, "
+                   "224 px JPEG; per_class[k]['max_abs'] scales it back",
+        "command": recipe.remake(name), "crafted_with": made["command"],
+        "commit": made["commit"], "device": made["device"], "torch": made["torch"],
+        "cpu_minutes": round(recipe.cpu_minutes, 1), "gpu_seconds": recipe.gpu_seconds,
+    }
+    stored = zoo.write_pictures(name, {c: plots.change_picture(deltas[k]) for k, c in enumerate(ids)}, entry)
+    print(f"{name}: {len(ids)} classes as pictures, {stored['bytes'] / 1e6:.2f} MB, mean held-out target success "
+          f"{entry['metrics']['target_success']:.1%} (n = {entry['metrics']['n']})")
+    return stored
+
+
 def publish(name: str, src: Path | None) -> dict:
     import reprolab
     from reprolab import metrics, zoo
 
     recipe = RECIPES[name]
+    if recipe.pictures:
+        return publish_pictures(name, src)
     program, meta, prov = load_made(name, src)
     model = reprolab.load_model(recipe.model)
     program = program.to(model.device)

@@ -5,7 +5,7 @@
 >>> program = reprolab.AdditivePerturbation(model.input_size, eps=10 / 255)
 """
 
-from . import augment, config, data, datafree, gallery, metrics, reprogram, uap, zoo
+from . import augment, config, data, datafree, gallery, metrics, reprogramming, uap, zoo
 from .artifacts import load_artifact, save_artifact
 from .config import data_root
 from .metrics import (accuracy, error_rate, evaluate_perturbation, fooling_rate, predict, targeted_success,

@@ -11,7 +11,7 @@ import time
 from pathlib import Path
 
 from . import data, datafree, distributed, metrics, models, uap
-from .reprogram import MAPPINGS, reprogram
+from .reprogramming import MAPPINGS, reprogram
 
 
 def _load_model(name: str, args) -> models.FrozenClassifier:
@@ -217,7 +217,7 @@ def _cmd_uap(args) -> dict:
 
 
 def _cmd_reprogram(args) -> dict:
-    from .reprogram import task_predict
+    from .reprogramming import task_predict
 
     x, y = data.load_task(args.task, "train", root=args.data_root, download=args.download)
     hx, hy = data.load_task(args.task, "heldout", root=args.data_root, download=args.download)
@@ -302,9 +302,9 @@ def _cmd_evaluate(args) -> dict:
                          f"pass --model (one of {', '.join(models.REGISTRY)})")
     model = _load_model(name, args)
     classes = parse_classes(args.classes, model.class_names) if args.classes else None
-    index = getattr(program, "index", None)
-    if index is not None and index.numel() and int(index.max()) >= model.num_classes:
-        raise ValueError(f"{args.artifact} maps to class {int(index.max())} but {name} has {model.num_classes}")
+    label_map = getattr(program, "label_map", None)
+    if label_map is not None and label_map.numel() and int(label_map.max()) >= model.num_classes:
+        raise ValueError(f"{args.artifact} maps to class {int(label_map.max())} but {name} has {model.num_classes}")
     program = program.to(model.device)
     out = {"artifact": str(args.artifact), "model": name,
            **metrics.evaluate_program(model, program, meta, images=args.images, split=args.split,

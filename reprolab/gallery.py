@@ -34,7 +34,7 @@ LOCK = ".lock"
 
 
 def parse_classes(spec: str | list, class_names: list[str]) -> list[int]:
-    """Class ids from ``"all"``, ids or names (a list, or comma-separated), or a file of them.
+    """Class ids from ``"all"``, ids or names (a list, or comma-separated), or a file of them (``#`` comments).
 
     >>> parse_classes("1, toucan", ["a", "goldfish"] + ["x"] * 94 + ["toucan"])
     [1, 96]
@@ -47,7 +47,8 @@ def parse_classes(spec: str | list, class_names: list[str]) -> list[int]:
             raise FileNotFoundError(f"no class file at {path}; give a .txt file with one id or name per line, "
                                     "or the classes themselves separated by commas")
         try:
-            items = path.read_text().splitlines() if path.suffix in (".txt", ".csv") else spec.split(",")
+            items = ([ln for ln in path.read_text().splitlines() if not ln.lstrip().startswith("#")]
+                     if path.suffix in (".txt", ".csv") else spec.split(","))
         except (OSError, UnicodeDecodeError) as e:
             raise ValueError(f"cannot read the class file {path}: {e}") from e
     else:

@@ -192,7 +192,7 @@ def evaluate_program(model: FrozenClassifier, program, meta: dict, images=None, 
     from .programs import ReprogrammingFrame
 
     if isinstance(program, ReprogrammingFrame):
-        from .reprogram import task_predict
+        from .reprogramming import task_predict
 
         if "task" not in meta:
             raise ValueError("this reprogramming artifact does not name its task (metadata 'task')")

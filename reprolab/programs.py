@@ -22,10 +22,17 @@ class InputProgram(nn.Module):
     """Base class: subclasses set ``self.config`` (constructor kwargs) and implement forward."""
 
     config: dict
+    # tensor names a subclass used to have -> their names now, so files saved before a rename still load
+    renamed: dict[str, str] = {}
 
     def __init_subclass__(cls, **kw):
         super().__init_subclass__(**kw)
         PROGRAMS[cls.__name__] = cls  # so artifacts can be loaded back by class name
+
+    @classmethod
+    def upgrade(cls, tensors: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """A state dict with any tensor names from before a rename (``renamed``) given their names now."""
+        return {cls.renamed.get(k, k): v for k, v in tensors.items()}
 
     def project_(self) -> None:
         """Enforce constraints in place after an optimiser step (default: none)."""
@@ -177,6 +184,7 @@ def load_program(path) -> tuple[InputProgram, dict]:
     if cls is None:
         raise ArtifactError(f"{path}: unknown program type {name!r} in its metadata; "
                             f"known: {', '.join(PROGRAMS)}")
+    tensors = cls.upgrade(tensors)
     if not isinstance(config, dict):
         raise ArtifactError(f"{path}: its metadata has no 'config' object for {name} (got {config!r})")
     try:
@@ -207,16 +215,16 @@ def load_program(path) -> tuple[InputProgram, dict]:
 class ReprogrammingFrame(InputProgram):
     """Adversarial reprogramming (Elsayed et al. 2019): a learned frame around a small image.
 
-    ``P = tanh(W * M)`` where the mask ``M`` is 0 where the task image sits. The program
+    ``P = tanh(w * M)`` (the paper's ``W``) where the mask ``M`` is 0 where the task image sits. The program
     works in [0, 1] pixel space, so the frame spans the whole valid range:
     ``x_adv = M * (P + 1) / 2 + (1 - M) * pad(x)`` (this equals the paper's
     ``tanh(W * M) + pad(x)`` on [-1, 1] inputs). Adding the frame *after* the model's
     normalisation, a known bug of one public reimplementation, shrinks it to about
     +-0.23 and caps accuracy.
 
-    The program also owns the output side, a label mapping ``index`` of shape
+    The program also owns the output side, a label mapping ``label_map`` of shape
     ``(n_task, m)``: task class ``i`` is scored by the mean logit of the ImageNet
-    classes ``index[i]`` (see :mod:`reprolab.reprogram` for how mappings are chosen).
+    classes ``label_map[i]`` (see :mod:`reprolab.reprogramming` for how mappings are chosen).
 
     Args:
         size: canvas side (the model's input size, or a multiple of 32 it accepts).
@@ -227,6 +235,8 @@ class ReprogrammingFrame(InputProgram):
     Shape:
         input ``(N, 1 or 3, h, w)`` task images in [0, 1]; output ``(N, 3, size, size)``.
     """
+
+    renamed = {"W": "w", "index": "label_map"}  # their names in files saved before the rename
 
     def __init__(self, size: int, image_size: int, n_task: int, m: int = 1,
                  position: tuple[int, int] | None = None):
@@ -240,11 +250,11 @@ class ReprogrammingFrame(InputProgram):
         self.config = dict(size=int(size), image_size=int(image_size), n_task=int(n_task), m=int(m),
                            position=[int(top), int(left)])
         self.top, self.left, self.image_size = top, left, image_size
-        self.W = nn.Parameter(torch.zeros(1, 3, size, size))
+        self.w = nn.Parameter(torch.zeros(1, 3, size, size))
         mask = torch.ones(1, 1, size, size)
         mask[..., top:top + image_size, left:left + image_size] = 0
         self.register_buffer("M", mask)
-        self.register_buffer("index", torch.arange(n_task * m).view(n_task, m))  # first-k by default
+        self.register_buffer("label_map", torch.arange(n_task * m).view(n_task, m))  # first-k by default
 
     @torch.no_grad()
     def check(self) -> None:
@@ -254,22 +264,22 @@ class ReprogrammingFrame(InputProgram):
         if not torch.equal(self.M, mask):
             raise ValueError(f"the mask M does not match the recorded image position {self.config['position']} "
                              f"and size {k} in the {size}px canvas")
-        if self.index.numel() and int(self.index.min()) < 0:
-            raise ValueError(f"the label mapping 'index' holds negative class ids ({int(self.index.min())})")
+        if self.label_map.numel() and int(self.label_map.min()) < 0:
+            raise ValueError(f"the label mapping 'label_map' holds negative class ids ({int(self.label_map.min())})")
 
     def frame(self) -> torch.Tensor:
         """The learned frame in pixel space, ``(1, 3, size, size)``; 0.5 (grey) inside the hole."""
-        return (torch.tanh(self.W * self.M) + 1) / 2
+        return (torch.tanh(self.w * self.M) + 1) / 2
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if x.ndim != 4 or x.shape[1] not in (1, 3):
             raise ValueError(f"task images must be (N, 1 or 3, h, w), got {tuple(x.shape)}")
         x = F.interpolate(x, size=(self.image_size,) * 2, mode="bilinear", align_corners=False)
         x = x.expand(-1, 3, -1, -1)
-        s = self.W.shape[-1]
+        s = self.w.shape[-1]
         padded = F.pad(x, (self.left, s - self.left - self.image_size, self.top, s - self.top - self.image_size))
         return (self.M * self.frame() + (1 - self.M) * padded).clamp(0, 1)
 
     def map_logits(self, logits: torch.Tensor) -> torch.Tensor:
         """ImageNet logits ``(N, 1000)`` -> task logits ``(N, n_task)`` through the label mapping."""
-        return logits[:, self.index].mean(2)
+        return logits[:, self.label_map].mean(2)

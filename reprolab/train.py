@@ -197,7 +197,7 @@ def _load_checkpoint(path: Path, program, optimizer, settings: dict,
     if meta.get("step", 0) > settings["steps"]:
         raise ValueError(f"the checkpoint {path} is at step {meta['step']}, past this run's {settings['steps']} "
                          "steps; rerun with at least that many, or delete it to start over")
-    program.load_state_dict({k[8:]: v for k, v in tensors.items() if k.startswith("program.")})
+    program.load_state_dict(program.upgrade({k[8:]: v for k, v in tensors.items() if k.startswith("program.")}))
     state: dict[int, dict] = {}
     for k, v in tensors.items():
         if k.startswith("optim."):

@@ -100,7 +100,7 @@ def reprogram_view(model, program, x: torch.Tensor, y: torch.Tensor, index: int,
         probs = logits.softmax(1)[0].cpu()
         pred = int(program.map_logits(logits).argmax(1))
     top = [(model.class_names[i], float(probs[i])) for i in probs.topk(k).indices.tolist()]
-    mapped = {int(c): t for t, row in enumerate(program.index.tolist()) for c in row}
+    mapped = {int(c): t for t, row in enumerate(program.label_map.tolist()) for c in row}
     fig, (a0, a1) = plt.subplots(1, 2, figsize=(7.5, 3), gridspec_kw={"width_ratios": [1, 1.4]})
     a0.imshow(adv[0].permute(1, 2, 0).cpu().numpy())
     a0.set_title(f"label {int(y[index])}, predicted {pred}")
@@ -192,8 +192,37 @@ def gallery_view(model, program, target: int, x: torch.Tensor, n_show: int = 3, 
     return fig, {"target": target, "target_success": rate, "top": tops}
 
 
+def _searchable_tiles(entries: list[dict], picture, on_open, columns: int):
+    """A class-name search box and a grid of up to 60 matching tiles (picture, name, success).
+
+    ``entries`` are records with ``name`` (and ``target_success``); ``picture(i)`` gives
+    entry ``i``'s image bytes; ``on_open(i)`` runs when a tile is clicked or a name chosen.
+    """
+    import ipywidgets as w
+
+    names = [e["name"] for e in entries]
+    search = w.Combobox(placeholder="class name", options=names, description="search")
+    grid = w.GridBox(layout=w.Layout(grid_template_columns=f"repeat({columns}, 130px)"))
+
+    def tile(i, e):
+        button = w.Button(description=f"{e['name'][:14]} {e.get('target_success', 0):.0%}",
+                          layout=w.Layout(width="124px"))
+        button.on_click(lambda _: on_open(i))
+        return w.VBox([w.Image(value=picture(i), width=120), button])
+
+    def refresh(_=None):
+        query = search.value.lower()
+        grid.children = [tile(i, e) for i, e in enumerate(entries) if query in e["name"].lower()][:60]
+        if search.value in names:
+            on_open(names.index(search.value))
+
+    search.observe(refresh, names="value")
+    refresh()
+    return search, grid
+
+
 def gallery_browser(model, gallery_dir, x: torch.Tensor, columns: int = 6):
-    """Search a gallery by class name, browse thumbnails, click one to see :func:`gallery_view`."""
+    """Search a gallery folder by class name, browse thumbnails, click one to see :func:`gallery_view`."""
     if not live():
         return _static_note()
     from pathlib import Path
@@ -204,8 +233,6 @@ def gallery_browser(model, gallery_dir, x: torch.Tensor, columns: int = 6):
 
     ids, programs, index = load_gallery(gallery_dir)
     entries = [index["classes"][str(c)] for c in ids]
-    search = w.Combobox(placeholder="class name", options=[e["name"] for e in entries], description="search")
-    grid = w.GridBox(layout=w.Layout(grid_template_columns=f"repeat({columns}, 130px)"))
     shown = {"i": 0}
     out, redraw = _figure_output(lambda: gallery_view(model, programs.select(shown["i"]), ids[shown["i"]], x)[0])
 
@@ -213,22 +240,37 @@ def gallery_browser(model, gallery_dir, x: torch.Tensor, columns: int = 6):
         shown["i"] = i
         redraw()
 
-    def tile(i, e):
-        image = w.Image(value=(Path(gallery_dir) / e["png"]).read_bytes(), width=120)
-        button = w.Button(description=f"{e['name'][:14]} {e.get('target_success', 0):.0%}",
-                          layout=w.Layout(width="124px"))
-        button.on_click(lambda _: open_class(i))
-        return w.VBox([image, button])
-
-    def refresh(_=None):
-        query = search.value.lower()
-        grid.children = [tile(i, e) for i, e in enumerate(entries) if query in e["name"].lower()][:60]
-        if search.value in search.options:
-            open_class([e["name"] for e in entries].index(search.value))
-
-    search.observe(refresh, names="value")
-    refresh()
+    search, grid = _searchable_tiles(entries, lambda i: (Path(gallery_dir) / entries[i]["png"]).read_bytes(),
+                                     open_class, columns)
     return w.VBox([search, grid, out])
+
+
+def zoo_gallery_browser(name: str = "gallery-efficientnet_lite0", columns: int = 6):
+    """Browse a zoo gallery kept as pictures (:func:`reprolab.zoo.pictures`) by class name; no model needed.
+
+    A click (or a name chosen in the search box) shows the class's change full size with
+    its held-out target success. In a static build it shows nothing and says so.
+    """
+    if not live():
+        return _static_note()
+    import ipywidgets as w
+
+    from . import zoo
+
+    files = zoo.pictures(name)
+    entries = zoo.info(name)["per_class"]
+    n = zoo.info(name)["metrics"]["n"]
+    big, caption = w.Image(width=448), w.HTML()
+
+    def open_class(i):
+        e = entries[i]
+        big.value = files[e["id"]].read_bytes()
+        caption.value = (f"<b>{e['name']}</b> (#{e['id']}): held-out target success {e['target_success']:.1%} "
+                         f"on {n} photos, mean target probability {e['target_prob']:.2f}")
+
+    search, grid = _searchable_tiles(entries, lambda i: files[entries[i]["id"]].read_bytes(), open_class, columns)
+    open_class(0)
+    return w.VBox([search, w.HBox([big, caption]), grid])
 
 
 def glue(name: str, value, display: bool = False) -> None:

@@ -25,7 +25,7 @@ from reprolab.artifacts import load_artifact, save_artifact
 from reprolab.programs import AdditivePerturbation, ReprogrammingFrame, check_eps, load_program, save_program
 from reprolab.train import TensorBatches, fit
 
-from conftest import make_tiny_model
+from helpers import make_tiny_model
 
 EPS = 10 / 255
 

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import REPO
+from helpers import REPO
 
 
 def run_quick(script: str, results: Path) -> dict:
@@ -34,6 +34,16 @@ def test_harness_quick_mode_produces_complete_results(tmp_path):
         assert r["images_per_s"] > 0 and r["step_ms"] > 0 and r["peak_memory_mb"] > 0 and r["tflops"] > 0
         assert r["speedup_vs_naive"] == pytest.approx(r["images_per_s"] / rows[(r["method"], "naive")]["images_per_s"],
                                                       rel=0.02)
+        # every row says what it timed: the package's defaults use views everywhere but reprogramming
+        assert r["views"] == (r["method"] != "reprogramming") and r["channels_last"] == (r["variant"] != "naive")
+        assert r["dtype"] == "float32" and r["compile"] is False
+
+
+def test_views_benchmark_times_the_three_ways(tmp_path):
+    result = run_quick("views", tmp_path)
+    assert result["complete"]
+    assert [r["variant"] for r in result["rows"]] == ["loop", "grid", "matmul"]
+    assert all(r["ms"] > 0 for r in result["rows"]) and result["rows"][0]["speedup_vs_loop"] == 1.0
 
 
 def test_every_zoo_entry_has_its_recipe():

@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from conftest import REPO, is_notebook, toc_pages
+from helpers import REPO, is_notebook, toc_pages
 
 SCREENSHOTS = REPO / "_build" / "test-artifacts" / "screenshots"
 ALLOWED_FAILURES = (

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import REPO, is_notebook, toc_pages
+from helpers import REPO, is_notebook, toc_pages
 
 # What each chapter's quick mode must still show, read from its executed outputs.
 CHECKS = {

@@ -42,7 +42,7 @@ def test_cli_defaults_are_the_librarys():
     import inspect
 
     from reprolab import cli, datafree, uap
-    from reprolab.reprogram import reprogram
+    from reprolab.reprogramming import reprogram
 
     parser = cli.build_parser()
     for argv, func, names in [(["uap", "--out", "u.safetensors"], uap.sgd_uap, ["eps", "steps", "batch_size", "loss"]),

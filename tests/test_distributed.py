@@ -11,7 +11,7 @@ import torch.distributed as dist
 import torch.multiprocessing as mp
 from safetensors.torch import load_file, save_file
 
-from conftest import make_tiny_model
+from helpers import make_tiny_model
 
 EPS, STEPS, BATCH = 16 / 255, 12, 8
 

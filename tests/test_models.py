@@ -88,7 +88,7 @@ def test_offline_top1_on_the_imagenet_sample(name, data_dir):
 
 
 def test_compiled_model_keeps_values_layer_names_and_hooks():
-    from conftest import make_tiny_model
+    from helpers import make_tiny_model
 
     graphs = []
 
@@ -110,3 +110,17 @@ def test_compiled_model_keeps_values_layer_names_and_hooks():
     assert len(graphs) == 2  # compiled again once the recording is over
     with pytest.raises(ValueError, match="pixels in"):  # the input checks stay eager
         compiled(torch.full((1, 3, 32, 32), 2.0))
+
+
+@pytest.mark.parametrize("name", ["efficientnet_lite0", "mobilenet_v2", "resnet18"])
+def test_random_weights_keep_the_architecture_and_preprocessing(name):
+    """The control for "what are the pretrained weights worth": same network, random weights, no download."""
+    torch.manual_seed(0)
+    model = reprolab.load_model(name, pretrained=False, offline=True)
+    spec = reprolab.models.REGISTRY[name]
+    assert model.name == f"{name} (random weights)" and model.input_size == spec.input_size
+    assert not any(p.requires_grad for p in model.parameters())
+    torch.manual_seed(0)
+    again = reprolab.load_model(name, pretrained=False, offline=True)
+    x = torch.rand(2, 3, spec.input_size, spec.input_size)
+    assert torch.equal(model(x), again(x))  # the global seed makes the weights repeat

@@ -29,8 +29,11 @@ def test_gallery_page_has_a_card_per_class_and_saves_as_one_file(tmp_path):
     from reprolab.models import IMAGENET_GROUPS, imagenet_group
 
     program = reprolab.AdditivePerturbation(32, eps=0.25, n=3)
+    torch.nn.init.normal_(program.w)
     names = reprolab.imagenet_class_names()
-    page = plots.gallery_page(program, [96, 664, 207], names,
+    pictures = plots.inline_pictures(program, [96, 664, 207])
+    assert all(src.startswith("data:image/jpeg;base64,") for src in pictures.values())
+    page = plots.gallery_page(pictures, names,
                               [{"id": 96, "target_success": 0.9}, {"id": 664, "target_success": 0.5}])
     assert page.n_cards == 3 and page.html.count("<figure") == 3
     assert 'data-group="birds"' in page.html and 'data-group="dogs"' in page.html
@@ -40,3 +43,36 @@ def test_gallery_page_has_a_card_per_class_and_saves_as_one_file(tmp_path):
     # the groups cover every class once
     covered = [c for lo, hi, _ in IMAGENET_GROUPS for c in range(lo, hi + 1)]
     assert covered == list(range(1000)) and imagenet_group(151) == "dogs"
+
+
+def test_a_gallery_page_can_point_at_picture_files():
+    import reprolab
+
+    page = plots.gallery_page({33: "../_static/zoo/g/class_0033.jpg"}, reprolab.imagenet_class_names())
+    assert 'src="../_static/zoo/g/class_0033.jpg"' in page.html and "loggerhead" in page.html
+
+
+def test_change_picture_is_the_amplified_change_as_a_jpeg():
+    import io
+
+    from PIL import Image
+
+    delta = torch.zeros(3, 16, 16)
+    delta[:, :, :8] = 0.1  # left half brighter, right half no change
+    img = Image.open(io.BytesIO(plots.change_picture(delta, quality=95)))
+    assert img.format == "JPEG" and img.size == (16, 16)
+    pixels = torch.tensor(list(img.getdata()), dtype=torch.float32).view(16, 16, 3)
+    assert pixels[:, :6].mean() > 240 and abs(pixels[:, 10:].mean() - 128) < 6  # +max -> white, 0 -> grey
+
+
+def test_picture_grid_titles_each_picture_and_puts_a_photo_beside_it(tmp_path):
+    import reprolab
+
+    files = {}
+    for c in (33, 96):
+        files[c] = tmp_path / f"class_{c:04d}.jpg"
+        files[c].write_bytes(plots.change_picture(torch.randn(3, 8, 8)))
+    fig = plots.picture_grid(files, [33, 96], reprolab.imagenet_class_names(), rates={33: 0.9},
+                             photos={96: torch.rand(3, 8, 8)})
+    titles = [ax.get_title() for ax in fig.axes if ax.get_title()]
+    assert titles == ["loggerhead (#33) 90%", "toucan (#96)", "a photo of toucan"]

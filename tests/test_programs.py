@@ -65,3 +65,15 @@ def test_l2_projection_is_per_perturbation():
     p.project_()
     norms = p.delta().flatten(1).norm(dim=1)
     assert torch.allclose(norms[0], torch.tensor(1.0)) and norms[1] < 0.1  # only the long one shrank
+
+
+def test_a_frame_saved_under_the_old_tensor_names_loads_under_the_new(tmp_path):
+    """Files written before ``W`` became ``w`` and ``index`` became ``label_map`` (the zoo has some) still load."""
+    frame = reprolab.ReprogrammingFrame(64, 16, n_task=3, m=2)
+    with torch.no_grad():
+        frame.w.normal_()
+        frame.label_map.copy_(torch.tensor([[5, 6], [7, 8], [9, 10]]))
+    old = {{"w": "W", "label_map": "index"}.get(k, k): v for k, v in frame.state_dict().items()}
+    reprolab.save_artifact(tmp_path / "old.safetensors", old, {"program": "ReprogrammingFrame", "config": frame.config})
+    loaded, _ = reprolab.load_program(tmp_path / "old.safetensors")
+    assert torch.equal(loaded.w, frame.w) and torch.equal(loaded.label_map, frame.label_map)

@@ -12,11 +12,11 @@ import pytest
 import torch
 
 import reprolab
-from conftest import make_tiny_model
+from helpers import make_tiny_model
 from reprolab import AdditivePerturbation, TensorBatches, Targeted, Untargeted, cli, fit, gallery
 from reprolab.gallery import GalleryBusy, build_gallery
 from reprolab.programs import load_program
-from reprolab.reprogram import reprogram
+from reprolab.reprogramming import reprogram
 
 
 class Killed(Exception):
@@ -128,7 +128,7 @@ def test_iterative_reprogramming_resumes_bit_identically(tiny_model, tmp_path):
     with pytest.raises(Killed):
         reprogram(tiny_model, x, y, checkpoint=ckpt, checkpoint_every=4, callback=kill_at(9), **kw)
     resumed, _ = reprogram(tiny_model, x, y, checkpoint=ckpt, checkpoint_every=4, **kw)
-    assert torch.equal(resumed.W, full.W) and torch.equal(resumed.index, full.index)
+    assert torch.equal(resumed.w, full.w) and torch.equal(resumed.label_map, full.label_map)
 
 
 # --------------------------------------------------------------------------- the CLI

@@ -25,8 +25,10 @@ METRIC = {"reprogram": "heldout_accuracy", "uap": "fooling_rate", "datafree": "f
 def test_manifest_files_and_hashes_agree():
     assert zoo.verify() == []
     assert set(REQUIRED) <= set(zoo.names())
-    total = sum(zoo.info(n)["bytes"] for n in zoo.names())
-    assert total <= 25e6, f"the committed zoo is {total / 1e6:.1f} MB (limit 25 MB)"
+    programs = sum(zoo.info(n)["bytes"] for n in zoo.names() if zoo.info(n).get("format") != zoo.PICTURES)
+    assert programs <= 25e6, f"the zoo's programs are {programs / 1e6:.1f} MB (limit 25 MB)"
+    pictures = sum(zoo.info(n)["bytes"] for n in zoo.names() if zoo.info(n).get("format") == zoo.PICTURES)
+    assert pictures <= 30e6, f"the zoo's gallery pictures are {pictures / 1e6:.1f} MB (limit 30 MB)"
 
 
 @pytest.mark.parametrize("name", REQUIRED)
@@ -66,7 +68,7 @@ def test_a_changed_file_is_refused(tmp_path):
     (tmp_path / "tiny-uap.safetensors").write_bytes((tmp_path / "tiny-uap.safetensors").read_bytes()[:-4] + b"\0" * 4)
     with pytest.raises(ValueError, match="does not match the sha256"):
         zoo.load("tiny-uap", root=tmp_path)
-    assert zoo.verify(tmp_path) == ["tiny-uap: tiny-uap.safetensors does not match its sha256"]
+    assert [p.split(":")[0] for p in zoo.verify(tmp_path)] == ["zoo entry tiny-uap"]
     with pytest.raises(ValueError, match="kind must be one of"):
         zoo.write_entry("x", program, {}, {"kind": "nope", "model": "tiny", "metrics": {}}, root=tmp_path)
 
@@ -98,3 +100,32 @@ def test_evaluate_a_gallery_entry_on_some_classes(capsys, data_dir):
     recorded = {r["id"]: r["target_success"] for r in zoo.info(name)["per_class"]}
     assert [r["id"] for r in out["per_class"]] == [96]
     assert abs(out["target_success"] - recorded[96]) <= 1 / out["n"] + 1e-6
+
+
+def _tiny_pictures(tmp_path, ids=(3, 7)):
+    entry = {"kind": "gallery", "model": "tiny", "metrics": {"target_success": 0.9, "n": 4},
+             "per_class": [{"id": c, "target_success": 0.9} for c in ids], "command": "reprolab gallery ..."}
+    return zoo.write_pictures("tiny-gallery", {c: bytes([c]) * 10 for c in ids}, entry, root=tmp_path)
+
+
+def test_a_gallery_kept_as_pictures_gives_its_files_and_refuses_a_change(tmp_path):
+    stored = _tiny_pictures(tmp_path)
+    assert stored["format"] == zoo.PICTURES and stored["bytes"] == 20 and zoo.verify(tmp_path) == []
+    files = zoo.pictures("tiny-gallery", root=tmp_path)
+    assert sorted(files) == [3, 7] and files[7].read_bytes() == bytes([7]) * 10
+    with pytest.raises(ValueError, match="keeps each class's picture, not its program"):
+        zoo.load("tiny-gallery", root=tmp_path)
+    files[3].write_bytes(b"changed")
+    with pytest.raises(ValueError, match="does not match the sha256"):
+        zoo.pictures("tiny-gallery", root=tmp_path)
+    assert len(zoo.verify(tmp_path)) == 1
+
+
+def test_rewriting_a_picture_gallery_drops_the_classes_it_no_longer_has(tmp_path):
+    _tiny_pictures(tmp_path, ids=(3, 7))
+    _tiny_pictures(tmp_path, ids=(7,))
+    assert sorted(p.name for p in (tmp_path / "tiny-gallery").iterdir()) == ["class_0007.jpg"]
+    assert zoo.verify(tmp_path) == []
+    with pytest.raises(ValueError, match="name different classes"):
+        zoo.write_pictures("x", {1: b"a"}, {"kind": "gallery", "model": "m", "metrics": {}, "command": "c",
+                                            "per_class": [{"id": 2}]}, root=tmp_path)

@@ -14,6 +14,12 @@ package's methods, with a manifest that records its settings, its held-out metri
 ``(program, metadata)`` like :func:`reprolab.load_program`. The CLI takes ``zoo:NAME``
 wherever it takes an artifact path (``reprolab evaluate zoo:NAME``), and
 ``benchmarks/zoo.py`` remakes any entry from scratch.
+
+A whole gallery (a change for each of up to 1,000 classes) would be 300 MB of
+programs, so its entry keeps pictures instead: a folder with one small JPEG a class
+(``0.5 + delta``, the change on grey) and the per-class held-out rates in the
+manifest; :func:`pictures` gives the files, and the entry's command remakes the
+programs.
 """
 
 from __future__ import annotations
@@ -32,6 +38,7 @@ ROOT = Path(__file__).resolve().parent
 MANIFEST = "manifest.json"
 KINDS = ("reprogram", "uap", "datafree", "gallery")
 PREFIX = "zoo:"
+PICTURES = "pictures"  # the format of an entry kept as a folder of pictures (see the module docstring)
 
 
 def sha256(path: str | Path) -> str:
@@ -69,17 +76,37 @@ def info(name: str, root: str | Path = ROOT) -> dict:
     return {"name": name, **copy.deepcopy(entries[name])}
 
 
+def folder_sha256(folder: str | Path) -> str:
+    """Hex sha256 of a folder's files: of the sorted lines ``"<name> <sha256 of the file>"``."""
+    lines = "".join(f"{f.name} {sha256(f)}\n" for f in sorted(Path(folder).iterdir()) if f.is_file())
+    return hashlib.sha256(lines.encode()).hexdigest()
+
+
 def path(name: str, root: str | Path = ROOT, check: bool = True) -> Path:
-    """The entry's file, its sha256 checked against the manifest unless ``check=False``."""
+    """The entry's file (a folder for a gallery of pictures), its sha256 checked unless ``check=False``."""
     entry = info(name, root)
     file = Path(root) / entry["file"]
-    if not file.is_file():
+    is_folder = entry.get("format") == PICTURES
+    if not (file.is_dir() if is_folder else file.is_file()):
         raise FileNotFoundError(f"zoo entry {name}: {file} is missing; reinstall reprolab "
                                 f"or remake it with `python benchmarks/zoo.py craft --only {name}`")
-    if check and sha256(file) != entry["sha256"]:
+    if check and (folder_sha256(file) if is_folder else sha256(file)) != entry["sha256"]:
         raise ValueError(f"zoo entry {name}: {file} does not match the sha256 in {MANIFEST}; "
                          "the file is damaged or was changed (reinstall reprolab)")
     return file
+
+
+def pictures(name: str, root: str | Path = ROOT) -> dict[int, Path]:
+    """Class id -> JPEG of its change on grey (``0.5 + delta``), for a gallery kept as pictures."""
+    entry = info(name, root)
+    if entry.get("format") != PICTURES:
+        raise ValueError(f"zoo entry {name} keeps programs, not pictures: use zoo.load({name!r})")
+    folder = path(name, root)
+    return {int(r["id"]): folder / picture_name(int(r["id"])) for r in entry["per_class"]}
+
+
+def picture_name(class_id: int) -> str:
+    return f"class_{class_id:04d}.jpg"
 
 
 def load(name: str, device: str | torch.device | None = None,
@@ -89,11 +116,16 @@ def load(name: str, device: str | torch.device | None = None,
     The metadata is the artifact's own (model, settings, ...) with the manifest entry
     under ``"zoo"``.
     """
+    entry = info(name, root)
+    if entry.get("format") == PICTURES:
+        raise ValueError(f"zoo entry {name} keeps each class's picture, not its program (the programs of "
+                         f"{len(entry['per_class'])} classes would be {len(entry['per_class']) * 0.3:.0f} MB): "
+                         f"use zoo.pictures({name!r}), or remake the programs with `{entry['command']}`")
     program, meta = load_program(path(name, root))
     program = program.float()
     if device is not None:
         program = program.to(device)
-    return program, {**meta, "zoo": info(name, root)}
+    return program, {**meta, "zoo": entry}
 
 
 def resolve(spec: str | Path) -> Path:
@@ -124,13 +156,45 @@ def write_entry(name: str, program: InputProgram, meta: dict, entry: dict, root:
     tensors = half_copy(program) if dtype == "float16" else program.state_dict()
     file = root / f"{name}.safetensors"
     save_artifact(file, tensors, {**meta, "program": type(program).__name__, "config": program.config})
+    return _record(root, name, {**entry, "file": file.name, "dtype": dtype, "sha256": sha256(file),
+                                "bytes": file.stat().st_size})
+
+
+def write_pictures(name: str, jpegs: dict[int, bytes], entry: dict, root: str | Path = ROOT) -> dict:
+    """Store a gallery as pictures: ``name/class_NNNN.jpg`` per class id in ``jpegs``, and ``entry``.
+
+    ``entry`` needs what :func:`write_entry` needs plus ``per_class`` (one record with an
+    ``id`` per picture) and ``command`` (it remakes the programs). Pictures of classes no
+    longer in ``jpegs`` are deleted; each file is written atomically, the manifest last.
+    """
+    if entry.get("kind") != "gallery":
+        raise ValueError(f"only a gallery is kept as pictures, got kind {entry.get('kind')!r}")
+    missing = [k for k in ("model", "metrics", "per_class", "command") if k not in entry]
+    if missing:
+        raise ValueError(f"zoo entry {name} needs {', '.join(missing)}")
+    if sorted(int(r["id"]) for r in entry["per_class"]) != sorted(jpegs):
+        raise ValueError(f"zoo entry {name}: per_class and the pictures name different classes")
+    folder = Path(root) / name
+    folder.mkdir(parents=True, exist_ok=True)
+    keep = {picture_name(c) for c in jpegs}
+    for f in folder.iterdir():
+        if f.name not in keep:
+            f.unlink()
+    for c, data in jpegs.items():
+        atomic_write(folder / picture_name(c), lambda tmp, data=data: Path(tmp).write_bytes(data))
+    size = sum(f.stat().st_size for f in folder.iterdir())
+    return _record(Path(root), name, {**entry, "file": name, "format": PICTURES, "sha256": folder_sha256(folder),
+                                      "bytes": size})
+
+
+def _record(root: Path, name: str, entry: dict) -> dict:
+    """Put ``entry`` in the manifest under ``name`` (written atomically)."""
     manifest = read_manifest(root)
-    manifest["entries"][name] = {**entry, "file": file.name, "dtype": dtype, "sha256": sha256(file),
-                                 "bytes": file.stat().st_size}
+    manifest["entries"][name] = entry
     manifest["entries"] = dict(sorted(manifest["entries"].items()))
     text = json.dumps(manifest, indent=1) + "\n"
     atomic_write(root / MANIFEST, lambda tmp: Path(tmp).write_text(text))
-    return manifest["entries"][name]
+    return entry
 
 
 def verify(root: str | Path = ROOT) -> list[str]:
@@ -138,12 +202,11 @@ def verify(root: str | Path = ROOT) -> list[str]:
     root = Path(root)
     entries = read_manifest(root)["entries"]
     problems = []
-    for name, e in entries.items():
-        file = root / e["file"]
-        if not file.is_file():
-            problems.append(f"{name}: {e['file']} is missing")
-        elif sha256(file) != e["sha256"]:
-            problems.append(f"{name}: {e['file']} does not match its sha256")
+    for name in entries:
+        try:
+            path(name, root)
+        except (FileNotFoundError, ValueError) as e:
+            problems.append(str(e))
     listed = {e["file"] for e in entries.values()}
     problems += [f"{f.name} is not in the manifest" for f in root.glob("*.safetensors") if f.name not in listed]
     return problems

@@ -55,21 +55,21 @@ def greedy_assignment(counts: torch.Tensor, m: int = 1) -> torch.Tensor:
 def frequency_mapping(model: FrozenClassifier, program: ReprogrammingFrame, x: torch.Tensor,
                       y: torch.Tensor, batch_size: int = 64) -> torch.Tensor:
     """``(n_task, m)`` ImageNet classes the model predicts most often for each task class."""
-    n_task = program.index.shape[0]
+    n_task = program.label_map.shape[0]
     counts = torch.zeros(n_task, model.num_classes, device=x.device)
     for xb, yb in zip(x.split(batch_size), y.split(batch_size)):
         probs = model(program(xb)).float().softmax(1)
         top1 = torch.nn.functional.one_hot(probs.argmax(1), model.num_classes).float()
         # argmax counts decide; the summed probabilities (tiny weight) only break ties
         counts.index_add_(0, yb, top1 + 1e-3 * probs)
-    return greedy_assignment(counts.cpu(), program.index.shape[1]).to(program.index.device)
+    return greedy_assignment(counts.cpu(), program.label_map.shape[1]).to(program.label_map.device)
 
 
 @torch.no_grad()
 def task_predict(model: FrozenClassifier, program: ReprogrammingFrame, x: torch.Tensor,
                  batch_size: int = 128) -> torch.Tensor:
     """Task-class predictions ``(N,)`` of the reprogrammed model."""
-    device = program.W.device
+    device = program.w.device
     return torch.cat([program.map_logits(model(program(b.to(device)))).argmax(1).cpu()
                       for b in x.split(batch_size)])
 
@@ -95,7 +95,7 @@ def reprogram(model: FrozenClassifier, x: torch.Tensor, y: torch.Tensor, n_task:
         fit_kwargs: passed to :func:`reprolab.fit` (log_every, checkpoint, callback, ...).
 
     Returns:
-        ``(program, history)``; the mapping is stored in ``program.index``.
+        ``(program, history)``; the mapping is stored in ``program.label_map``.
     """
     if mapping not in MAPPINGS:
         raise ValueError(f"unknown mapping {mapping!r}; use one of {', '.join(MAPPINGS)}")
@@ -110,14 +110,14 @@ def reprogram(model: FrozenClassifier, x: torch.Tensor, y: torch.Tensor, n_task:
     # the mapping is estimated on a fixed subset: enough to rank classes, cheap to redo
     map_x, map_y = batches.x[:mapping_images], batches.y[:mapping_images]
     if mapping != "first":
-        program.index.copy_(frequency_mapping(model, program, map_x, map_y))
+        program.label_map.copy_(frequency_mapping(model, program, map_x, map_y))
 
     def remap(step, prog):
         # At the start of every epoch that a full epoch of training follows (a new mapping needs
         # that time: re-mapped 50 steps before the end of a cosine run, MNIST accuracy fell from
         # 85 % to 53 %). Decided by the step alone, so a resumed run re-maps where it would have.
         if mapping == "iterative" and step % batches.per_epoch == 0 and step + batches.per_epoch <= steps:
-            prog.index.copy_(frequency_mapping(model, prog, map_x, map_y))
+            prog.label_map.copy_(frequency_mapping(model, prog, map_x, map_y))
 
     # after the user's callbacks: they see the mapping this step trained with
     callbacks = [*fit_kwargs.pop("callbacks", ()), Callback(remap, every=1)]

@@ -4,13 +4,13 @@ import torch
 import reprolab
 from reprolab import data
 from reprolab.programs import ReprogrammingFrame
-from reprolab.reprogram import frequency_mapping, greedy_assignment, reprogram, task_predict
+from reprolab.reprogramming import frequency_mapping, greedy_assignment, reprogram, task_predict
 
 
 def test_program_never_touches_the_task_image_region():
     p = ReprogrammingFrame(64, 20, n_task=10, position=(5, 30))
     with torch.no_grad():
-        p.W.normal_(0, 3)
+        p.w.normal_(0, 3)
     x = torch.rand(4, 1, 20, 20)
     out = p(x)
     assert out.shape == (4, 3, 64, 64)
@@ -26,7 +26,7 @@ def test_program_never_touches_the_task_image_region():
 def test_gradient_of_mask_region_is_zero():
     p = ReprogrammingFrame(32, 8, n_task=2)
     p(torch.rand(2, 1, 8, 8)).sum().backward()
-    assert p.W.grad[..., 12:20, 12:20].abs().sum() == 0 and p.W.grad.abs().sum() > 0
+    assert p.w.grad[..., 12:20, 12:20].abs().sum() == 0 and p.w.grad.abs().sum() > 0
 
 
 @pytest.mark.parametrize("kw, match", [
@@ -51,11 +51,11 @@ def test_first_and_frequency_mappings_on_a_known_model(tiny_model):
     y = torch.arange(10).repeat(3)
     x = (y.float() / 9).view(-1, 1, 1, 1).expand(-1, 1, 8, 8).clone()
     p = ReprogrammingFrame(32, 32, n_task=10)  # the image fills the canvas: no frame
-    assert p.index.squeeze(1).tolist() == list(range(10))  # first-k
+    assert p.label_map.squeeze(1).tolist() == list(range(10))  # first-k
     # a permuted task: task label (t + 3) % 10 for brightness class t
     shift = frequency_mapping(tiny_model, p, x, (y + 3) % 10)
     assert shift.squeeze(1).tolist() == [(t - 3) % 10 for t in range(10)]
-    p.index.copy_(shift)
+    p.label_map.copy_(shift)
     assert torch.equal(task_predict(tiny_model, p, x), (y + 3) % 10)
 
 
@@ -68,19 +68,19 @@ def test_iterative_mapping_reestimates_and_trains(tiny_model):
                      size=32, image_size=8, lr=0.1, log_every=5, progress=False,
                      callback=lambda s, prog: calls.append(s) or {})
     assert calls == [5, 10, 15, 20]
-    assert len(set(p.index.flatten().tolist())) == 2
+    assert len(set(p.label_map.flatten().tolist())) == 2
     # the frame was trained (on this 2-class toy the batch loss is too noisy to compare two
     # points of; that learning reaches a goal is tested on MNIST by the chapter 2 check)
-    assert p.W.abs().sum() > 0 and all(torch.isfinite(torch.tensor(h.metrics["loss"])))
+    assert p.w.abs().sum() > 0 and all(torch.isfinite(torch.tensor(h.metrics["loss"])))
 
 
 def test_iterative_mapping_remaps_only_before_a_full_epoch(tiny_model, monkeypatch):
-    from reprolab import reprogram as module
+    from reprolab import reprogramming as module
 
     remapped_at, real = [], module.frequency_mapping
 
     def spy(model, program, x, y, *a, **k):
-        remapped_at.append(int(program.W.abs().sum() > 0))  # 0: the initial estimate, 1: a re-estimate
+        remapped_at.append(int(program.w.abs().sum() > 0))  # 0: the initial estimate, 1: a re-estimate
         return real(model, program, x, y, *a, **k)
 
     monkeypatch.setattr(module, "frequency_mapping", spy)
@@ -104,12 +104,12 @@ def test_bad_reprogram_arguments(tiny_model, kw, match):
 
 def test_save_load_keeps_the_mapping(tmp_path):
     p = ReprogrammingFrame(64, 28, n_task=10, m=2)
-    p.index.copy_(torch.arange(20).flip(0).view(10, 2))
+    p.label_map.copy_(torch.arange(20).flip(0).view(10, 2))
     with torch.no_grad():
-        p.W.normal_()
+        p.w.normal_()
     reprolab.save_program(tmp_path / "r.safetensors", p, task="mnist")
     q, meta = reprolab.load_program(tmp_path / "r.safetensors")
-    assert torch.equal(q.index, p.index) and torch.equal(q.W, p.W) and meta["task"] == "mnist"
+    assert torch.equal(q.label_map, p.label_map) and torch.equal(q.w, p.w) and meta["task"] == "mnist"
     x = torch.rand(2, 1, 28, 28)
     assert torch.equal(q(x), p(x))
 
