@@ -28,20 +28,17 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
-from torchvision.transforms import v2
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # run from any folder
 from common import write  # noqa: E402
+from harness import LoopViews  # noqa: E402
 
 from reprolab.augment import crop_boxes, random_views  # noqa: E402
 
 SCALE, FLIP, BLUR = (0.7, 1.0), 0.5, 1.0  # reprolab.uap.gallery_views()
 
 
-def loop_views(x: torch.Tensor) -> torch.Tensor:
-    views = v2.Compose([v2.RandomResizedCrop(tuple(x.shape[-2:]), scale=SCALE, antialias=True),
-                        v2.RandomHorizontalFlip(FLIP), v2.GaussianBlur(5, sigma=(0.1, BLUR))])
-    return torch.stack([views(xi) for xi in x])
+loop_views = LoopViews(SCALE, FLIP, BLUR)  # what harness.py's naive loops use
 
 
 def grid_views(x: torch.Tensor) -> torch.Tensor:

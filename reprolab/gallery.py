@@ -26,6 +26,7 @@ from .artifacts import atomic_write
 from .metrics import targeted_success
 from .models import FrozenClassifier
 from .programs import AdditivePerturbation, load_program, save_program
+from .render import render_change
 from .train import fingerprint, progress_bar
 from .uap import targeted_uap
 
@@ -321,8 +322,6 @@ def build_gallery(model: FrozenClassifier, x: torch.Tensor, classes: list[int], 
         index = read_index(out_dir)
         check_settings(out_dir, index, settings)
         _write_json(out_dir / INDEX, {**index, "settings": settings})
-
-    from .plots import render_change  # here, not at the top: `import reprolab` stays free of matplotlib
 
     try:
         _rank0_first(prepare)

@@ -5,6 +5,8 @@ from __future__ import annotations
 import matplotlib.pyplot as plt
 import torch
 
+from .gallery import read_index
+from .render import amplify, change_picture, inline_pictures, render_change  # noqa: F401 (plots' API too)
 from .train import History
 
 
@@ -30,11 +32,6 @@ def show_images(images: torch.Tensor, titles: list[str] | None = None, ncols: in
         fig.suptitle(suptitle)
     fig.tight_layout()
     return fig
-
-
-def amplify(delta: torch.Tensor) -> torch.Tensor:
-    """Map a perturbation to [0, 1] for display: 0.5 is no change, extremes are +-max|delta|."""
-    return (0.5 + 0.5 * delta / delta.abs().max().clamp_min(1e-12)).clamp(0, 1)
 
 
 def plot_history(history: History, keys: list[str] | None = None, title: str | None = None):
@@ -71,16 +68,6 @@ def plot_confusion(pred: torch.Tensor, y: torch.Tensor, n: int, title: str = "co
     return fig
 
 
-def render_change(delta: torch.Tensor):
-    """A class's change for viewing, as a PIL image: amplified change (left) and grey + change (right)."""
-    import numpy as np
-    from PIL import Image
-
-    d = delta.detach().float().cpu()[None] if delta.ndim == 3 else delta.detach().float().cpu()
-    panels = torch.cat([amplify(d)[0], (0.5 + d[0]).clamp(0, 1)], dim=2)  # side by side
-    return Image.fromarray((panels.permute(1, 2, 0).numpy() * 255).round().astype(np.uint8))
-
-
 def change_grid(program, ids: list[int], class_names: list[str], rates: list[float] | None = None,
                 ncols: int = 3, size: float = 3.2):
     """Each perturbation of a multi-target ``program`` rendered as in a gallery, titled with its class."""
@@ -103,8 +90,6 @@ def gallery_grid(gallery_dir, ids: list[int] | None = None, ncols: int = 3, size
     from pathlib import Path
 
     from PIL import Image
-
-    from .gallery import read_index  # here: gallery imports this module
 
     index = read_index(gallery_dir)["classes"]
     ids = ids if ids is not None else sorted(int(c) for c in index)
@@ -253,30 +238,6 @@ _GALLERY_JS = """
   update();
 }})();
 """
-
-
-def change_picture(delta: torch.Tensor, quality: int = 70) -> bytes:
-    """A change amplified to the full range (:func:`amplify`) as JPEG bytes: a gallery's picture of a class."""
-    import io
-
-    import numpy as np
-    from PIL import Image
-
-    d = delta.detach().float().cpu()
-    d = d[None] if d.ndim == 3 else d
-    pixels = (amplify(d)[0].permute(1, 2, 0).numpy() * 255).round().astype(np.uint8)
-    buf = io.BytesIO()
-    Image.fromarray(pixels).save(buf, format="JPEG", quality=quality)
-    return buf.getvalue()
-
-
-def inline_pictures(program, targets: list[int], quality: int = 70) -> dict[int, str]:
-    """Class id -> its change (``program.delta()[k]`` for ``targets[k]``) as an inline ``data:`` URI."""
-    import base64
-
-    deltas = program.delta().detach()
-    return {int(c): "data:image/jpeg;base64," + base64.b64encode(change_picture(deltas[k], quality)).decode()
-            for k, c in enumerate(targets)}
 
 
 def gallery_page(pictures: dict[int, str], class_names: list[str], per_class: list[dict] | None = None,

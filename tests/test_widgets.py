@@ -88,3 +88,16 @@ def test_gallery_view_and_browser(tiny_model, live, tmp_path):
     assert len(grid.children) == 1
     fig = reprolab.plots.gallery_grid(tmp_path)
     assert "class_2" in fig.axes[0].get_title()
+
+
+def test_zoo_gallery_browser_finds_a_class_by_name_and_shows_its_picture(live):
+    from reprolab import zoo
+
+    name = "gallery-efficientnet_lite0"
+    box = widgets.zoo_gallery_browser(name)
+    search, (big, caption), grid = box.children[0], box.children[1].children, box.children[2]
+    assert len(grid.children) == min(60, len(zoo.info(name)["per_class"]))
+    search.value = "toucan"
+    assert len(grid.children) == 1
+    assert big.value == zoo.pictures(name)[96].read_bytes() and "toucan" in caption.value
+    assert "held-out target success" in caption.value
