@@ -265,7 +265,7 @@ def gallery_page(pictures: dict[int, str], class_names: list[str], per_class: li
         success = r.get("target_success", float("nan"))
         rate = f"held-out success {success:.0%}" if r else "not measured"
         figures.append(f'<figure data-id="{c}" data-name="{html.escape(name.lower())}" data-group="{group}" '
-                       f'data-success="{success if r else -1}"><img src="{html.escape(src)}" loading="lazy" '
+                       f'data-success="{success if r else -1}"><img src="{html.escape(src)}" '
                        f'alt="{html.escape(name)}"><figcaption><b>{html.escape(name)}</b> (#{c}, {group})<br>'
                        f'{rate}</figcaption></figure>')
     groups = sorted({g for _, _, g in IMAGENET_GROUPS}) if len(class_names) == 1000 else []
