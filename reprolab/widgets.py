@@ -257,9 +257,8 @@ def zoo_gallery_browser(name: str = "gallery-efficientnet_lite0", columns: int =
 
     from . import zoo
 
-    files = zoo.pictures(name)
-    entries = zoo.info(name)["per_class"]
-    n = zoo.info(name)["metrics"]["n"]
+    files, info = zoo.pictures(name), zoo.info(name)
+    entries, n = info["per_class"], info["metrics"]["n"]
     big, caption = w.Image(width=448), w.HTML()
 
     def open_class(i):
