@@ -89,8 +89,9 @@ RECIPES: dict[str, Recipe] = {
     f"uap-sgd-l2-{L0}": _uap(L0, "2", "2000/255", 400, 16, 9),
     "uap-sgd-linf-efficientnet_lite1": _uap("efficientnet_lite1", "inf", "10/255", 200, 16, 6),
     "uap-sgd-linf-efficientnet_lite2": _uap("efficientnet_lite2", "inf", "10/255", 200, 16, 8),
+    # the paper's stopping rule: passes until the crafting fooling rate reaches 80 % or stops rising
     f"uap-deepfool-linf-{L0}": Recipe("uap", ["uap", "--model", L0, "--method", "deepfool", "--norm", "inf",
-                                              "--eps", "10/255", "--passes", "2"], 13),
+                                              "--eps", "10/255", "--passes", "10"], 20),
     f"gduap-none-{L0}": _datafree("none", 0.3),
     f"gduap-range-{L0}": _datafree("range", 2),
     f"gduap-data-{L0}": _datafree("data", 2.2),

@@ -16,6 +16,12 @@ from safetensors.torch import load_file, save_file
 _META_KEY = "reprolab"
 
 
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
 def atomic_write(path: str | os.PathLike, write) -> Path:
     """Call ``write(tmp_path)`` then rename onto ``path``: readers never see half a file."""
     path = Path(path)
@@ -24,6 +30,7 @@ def atomic_write(path: str | os.PathLike, write) -> Path:
     os.close(fd)
     try:
         write(tmp)
+        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes the file private; give it a new file's mode
         os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):

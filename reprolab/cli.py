@@ -391,7 +391,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--loss", choices=["clamped_ce", "margin"], default=default_of(uap.sgd_uap, "loss"),
                    help="SGD-UAP loss")
     s.add_argument("--passes", type=positive_int, default=default_of(uap.deepfool_uap, "max_passes"),
-                   help="DeepFool-UAP passes over the images")
+                   help="DeepFool-UAP: at most this many passes over the images (it stops earlier when "
+                        "their fooling rate reaches 80 %% or stops rising)")
     s.add_argument("--out", required=True, type=output_file,
                    help="output .safetensors file (SGD: a killed run resumes from OUT.ckpt.safetensors when rerun)")
 

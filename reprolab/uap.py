@@ -104,16 +104,25 @@ def deepfool(model: FrozenClassifier, x: torch.Tensor, num_classes: int = 10, ov
 
 
 def deepfool_uap(model: FrozenClassifier, x: torch.Tensor, eps: float = 10 / 255, norm: str = "inf",
-                 target_fooling: float = 0.8, max_passes: int = 5, batch_size: int = 16,
-                 num_classes: int = 10, overshoot: float = 0.02, max_iter: int = 50,
+                 target_fooling: float = 0.8, max_passes: int = 5, min_gain: float | None = 0.0,
+                 batch_size: int = 16, num_classes: int = 10, overshoot: float = 0.02, max_iter: int = 50,
+                 augment: bool = False, seed: int = 0,
                  progress: bool = True) -> tuple[AdditivePerturbation, History]:
     """Craft a universal perturbation with the DeepFool-based UAP algorithm.
 
     Passes over the crafting images until their fooling rate reaches
-    ``target_fooling`` or ``max_passes`` is spent. Each mini-batch finds, in parallel,
-    the images ``x + v`` does not fool yet, computes their DeepFool steps at the
-    current ``v``, and adds them to ``v`` one by one with a projection after each
-    (the paper adds them one image at a time; batching shares the forward/backward).
+    ``target_fooling`` (the paper's ``1 - delta``), stops rising, or ``max_passes`` is
+    spent. Each mini-batch finds, in parallel, the images ``x + v`` does not fool yet,
+    computes their DeepFool steps at the current ``v``, and adds them to ``v`` one by one
+    with a projection after each (the paper adds them one image at a time; batching
+    shares the forward/backward).
+
+    Args:
+        min_gain: stop when a pass raises the crafting fooling rate by no more than this
+            (``None``: never; run until ``target_fooling`` or ``max_passes``).
+        augment: DeepFool on random crops and flips of the crafting photos
+            (:class:`~reprolab.augment.RandomViews`, SGD-UAP's views), a fresh view of each
+            photo on every pass; the stopping rule still reads the photos themselves.
 
     It does not go through :func:`reprolab.fit` and keeps no checkpoint: a stopped run
     starts again from the beginning (``reprolab uap --method deepfool`` too).
@@ -124,13 +133,17 @@ def deepfool_uap(model: FrozenClassifier, x: torch.Tensor, eps: float = 10 / 255
     device = model.device
     program = AdditivePerturbation(x.shape[-1], eps, norm=norm, parametrization="projected").to(device)
     clean = predict(model, x)
+    views = RandomViews() if augment else None
     history = History()
-    g = torch.Generator().manual_seed(0)
+    g = torch.Generator().manual_seed(seed)
+    torch.manual_seed(seed)  # the views draw from the global generator
     bar = progress_bar(max_passes * len(x), 0, progress, f"DeepFool-UAP {norm} eps={eps:.4g}")
-    t0 = time.perf_counter()
+    t0, last = time.perf_counter(), None
     for p in range(max_passes):
         for idx in torch.randperm(len(x), generator=g).split(batch_size):
             xb = x[idx].to(device)
+            if views is not None:
+                xb = views(xb)
             with torch.no_grad():
                 adv = program(xb)
                 todo = (model(adv).argmax(1).cpu() == clean[idx]).nonzero().squeeze(1)
@@ -146,8 +159,9 @@ def deepfool_uap(model: FrozenClassifier, x: torch.Tensor, eps: float = 10 / 255
         rate = 1 - (predict(model, x, program) == clean).float().mean().item()
         history.log((p + 1) * len(x), {"fooling_rate": rate})
         bar.set_postfix(fooling_rate=f"{rate:.3f}")
-        if rate >= target_fooling:
+        if rate >= target_fooling or (min_gain is not None and last is not None and rate <= last + min_gain):
             break
+        last = rate
     bar.close()
     history.seconds = time.perf_counter() - t0
     return program, history

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from helpers import REPO, make_tiny_model
+from helpers import REPO, make_tiny_model, remove_injected_parameters
 
 os.environ.setdefault("REPROLAB_DATA", str(REPO.parent / "shared" / "data"))
 os.environ["REPROLAB_OFFLINE"] = "1"

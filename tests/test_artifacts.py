@@ -24,6 +24,17 @@ def test_failed_write_keeps_the_old_file(tmp_path):
     assert [p.name for p in tmp_path.iterdir()] == ["a.safetensors"]
 
 
+def test_written_files_get_a_new_files_mode_not_a_private_one(tmp_path):
+    import os
+
+    mask = os.umask(0o022)
+    try:
+        path = atomic_write(tmp_path / "r.json", lambda tmp: open(tmp, "w").write("{}"))
+    finally:
+        os.umask(mask)
+    assert path.stat().st_mode & 0o777 == 0o644
+
+
 def test_metadata_must_be_json(tmp_path):
     with pytest.raises(TypeError):
         save_artifact(tmp_path / "a.safetensors", {"v": torch.zeros(1)}, {"bad": object()})

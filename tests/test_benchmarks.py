@@ -72,3 +72,20 @@ def test_transfer_quick_mode_fills_every_cell(tmp_path):
     for row in result["rows"]:
         assert set(row["fooling_rate"]) == set(result["targets"])
         assert all(0 <= v <= 1 for v in row["fooling_rate"].values())
+
+
+@pytest.mark.slow
+def test_data_size_quick_mode_measures_every_method(tmp_path):
+    result = run_quick("data_size", tmp_path)
+    assert {r["method"] for r in result["rows"]} == {"sgd", "deepfool", "deepfool+views"}
+    assert all(0 <= r["fooling_rate"] <= 1 and r["n"] == 16 for r in result["rows"])
+    assert 0 <= result["noise"]["fooling_rate"] <= 1
+
+
+@pytest.mark.slow
+def test_reimplementation_quick_mode_runs_every_slip(tmp_path):
+    result = run_quick("reimplementation", tmp_path)
+    slips = {(r["after_normalisation"], r["lr_decay"]) for r in result["rows"]}
+    assert slips == {(True, True), (False, False), (True, False), (False, True)}
+    decayed = [r for r in result["rows"] if r["lr_decay"]]
+    assert all(r["final_lr"] < 0.1 for r in decayed)

@@ -42,6 +42,22 @@ def test_deepfool_uap_stops_at_target_and_respects_bound(tiny_model, images):
     assert len(history.steps) <= 3
 
 
+def test_deepfool_uap_stops_when_the_fooling_rate_stops_rising(tiny_model, images):
+    # a bound too small to flip anything: the rate is flat, so the second pass is the last
+    kw = dict(eps=1e-4, target_fooling=0.99, max_passes=5, num_classes=3, progress=False)
+    _, history = uap.deepfool_uap(tiny_model, images, **kw)
+    assert len(history.steps) == 2
+    _, history = uap.deepfool_uap(tiny_model, images, min_gain=None, **kw)
+    assert len(history.steps) == 5
+
+
+def test_deepfool_uap_on_random_views_respects_the_bound(tiny_model, images):
+    program, history = uap.deepfool_uap(tiny_model, images, eps=0.1, max_passes=2, num_classes=3,
+                                        augment=True, progress=False)
+    assert program.delta().abs().max() <= 0.1 + 1e-7
+    assert 0 < len(history.steps) <= 2
+
+
 def test_labels_are_never_read(tiny_model, images, monkeypatch):
     """Crafting sees only images: the targets are the model's own clean predictions."""
     seen = []
