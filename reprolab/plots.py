@@ -263,7 +263,7 @@ def gallery_page(pictures: dict[int, str], class_names: list[str], per_class: li
         group = imagenet_group(c) if len(class_names) == 1000 else "all"
         r = rates.get(int(c), {})
         success = r.get("target_success", float("nan"))
-        rate = f"held-out success {success:.0%}" if r else "not measured"
+        rate = f"held-out success {success:.1%}" if r else "not measured"
         figures.append(f'<figure data-id="{c}" data-name="{html.escape(name.lower())}" data-group="{group}" '
                        f'data-success="{success if r else -1}"><img src="{html.escape(src)}" '
                        f'alt="{html.escape(name)}"><figcaption><b>{html.escape(name)}</b> (#{c}, {group})<br>'

@@ -219,8 +219,8 @@ class ReprogrammingFrame(InputProgram):
     works in [0, 1] pixel space, so the frame spans the whole valid range:
     ``x_adv = M * (P + 1) / 2 + (1 - M) * pad(x)`` (this equals the paper's
     ``tanh(W * M) + pad(x)`` on [-1, 1] inputs). Adding the frame *after* the model's
-    normalisation, a known bug of one public reimplementation, shrinks it to about
-    +-0.23 and caps accuracy.
+    normalisation, as one public reimplementation does, shrinks it to about +-0.23 around
+    black (``benchmarks/reimplementation.py`` measures what that and its learning-rate decay cost).
 
     The program also owns the output side, a label mapping ``label_map`` of shape
     ``(n_task, m)``: task class ``i`` is scored by the mean logit of the ImageNet

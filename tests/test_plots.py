@@ -37,7 +37,7 @@ def test_gallery_page_has_a_card_per_class_and_saves_as_one_file(tmp_path):
                               [{"id": 96, "target_success": 0.9}, {"id": 664, "target_success": 0.5}])
     assert page.n_cards == 3 and page.html.count("<figure") == 3
     assert 'data-group="birds"' in page.html and 'data-group="dogs"' in page.html
-    assert "held-out success 90%" in page.html and "not measured" in page.html  # 207 has no rate
+    assert "held-out success 90.0%" in page.html and "not measured" in page.html  # 207 has no rate
     page.save(tmp_path / "g.html")
     assert (tmp_path / "g.html").read_text().startswith("<!doctype html>")
     # the groups cover every class once
