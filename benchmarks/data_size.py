@@ -5,7 +5,7 @@ stops rising, at most ``--passes``), with and without SGD-UAP's random views, an
 (its defaults: views, clamped cross-entropy) on the first 32, 64, 128 and 250 crafting photos of
 the shared sample; every row is measured on the same 250 held-out photos, at L-inf 10/255.
 
-    python benchmarks/data_size.py            # about 75 minutes on 2 CPU cores
+    python benchmarks/data_size.py            # about 35 minutes on 2 CPU cores
     python benchmarks/data_size.py --quick    # a minute: smoke test of the script
 
 Rows are written as they finish; a stopped run resumes where it was (delete the result file

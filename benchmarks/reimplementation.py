@@ -11,7 +11,7 @@ ResNet-50, which is not available offline); 200 steps on the first 8,000 test di
 last 2,000. For a 2-core CPU the canvas is 128 px and the batch 32 (its run: 224 px, 50; --size 224
 --batch-size 50 on a GPU).
 
-    python benchmarks/reimplementation.py            # about 10 minutes on 2 CPU cores
+    python benchmarks/reimplementation.py            # about 3 minutes on 2 CPU cores (--steps 1000: 15)
     python benchmarks/reimplementation.py --quick    # a minute: smoke test of the script
 """
 

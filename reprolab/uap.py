@@ -123,6 +123,7 @@ def deepfool_uap(model: FrozenClassifier, x: torch.Tensor, eps: float = 10 / 255
         augment: DeepFool on random crops and flips of the crafting photos
             (:class:`~reprolab.augment.RandomViews`, SGD-UAP's views), a fresh view of each
             photo on every pass; the stopping rule still reads the photos themselves.
+        seed: the order of the photos in each pass (and, with ``augment``, the views).
 
     It does not go through :func:`reprolab.fit` and keeps no checkpoint: a stopped run
     starts again from the beginning (``reprolab uap --method deepfool`` too).
@@ -136,7 +137,8 @@ def deepfool_uap(model: FrozenClassifier, x: torch.Tensor, eps: float = 10 / 255
     views = RandomViews() if augment else None
     history = History()
     g = torch.Generator().manual_seed(seed)
-    torch.manual_seed(seed)  # the views draw from the global generator
+    if augment:
+        torch.manual_seed(seed)  # the views draw from the global generator
     bar = progress_bar(max_passes * len(x), 0, progress, f"DeepFool-UAP {norm} eps={eps:.4g}")
     t0, last = time.perf_counter(), None
     for p in range(max_passes):
