@@ -42,6 +42,12 @@ def result_path(name: str) -> Path:
     return RESULTS / f"{name}-{device_name()}.json"
 
 
+def recorded_rows(name: str) -> list[dict]:
+    """The ``rows`` this device's ``results/<name>-<device>.json`` holds already (a resumed run), or ``[]``."""
+    path = result_path(name)
+    return json.loads(path.read_text())["rows"] if path.exists() else []
+
+
 def write(name: str, result: dict) -> Path:
     """Write ``results/<name>-<device>.json`` atomically and print where."""
     from reprolab.artifacts import atomic_write

@@ -15,14 +15,13 @@ to start over).
 from __future__ import annotations
 
 import argparse
-import json
 
 import torch
 
 import reprolab
 from reprolab import data, uap
 
-from common import result_path, write
+from common import recorded_rows, write
 
 
 def craft(model, method: str, x: torch.Tensor, eps: float, a) -> tuple[reprolab.AdditivePerturbation, dict]:
@@ -58,8 +57,7 @@ def main():
                                            held_x, held_y, clean=clean)
 
     name = "data_size-quick" if a.quick else "data_size"
-    path = result_path(name)
-    rows = json.loads(path.read_text())["rows"] if path.exists() else []
+    rows = recorded_rows(name)
     done = {(r["method"], r["crafting_images"]) for r in rows}
     # cheapest first, so a stopped run has the whole of the small end
     for method in a.methods.split(","):

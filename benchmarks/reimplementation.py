@@ -18,7 +18,6 @@ last 2,000. For a 2-core CPU the canvas is 128 px and the batch 32 (its run: 224
 from __future__ import annotations
 
 import argparse
-import json
 import time
 
 import torch
@@ -28,7 +27,7 @@ import reprolab
 from reprolab import data
 from reprolab.reprogramming import task_predict
 
-from common import result_path, write
+from common import recorded_rows, write
 
 
 class AfterNormalisationFrame(reprolab.ReprogrammingFrame):
@@ -39,33 +38,27 @@ class AfterNormalisationFrame(reprolab.ReprogrammingFrame):
         self.register_buffer("std", std.detach().clone())
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        s, k = self.w.shape[-1], self.image_size
-        padded = F.pad(x.expand(-1, 3, -1, -1), (self.left, s - self.left - k, self.top, s - self.top - k))
-        return padded + self.std * torch.tanh(self.w * self.M)
+        return self.place(x) + self.std * torch.tanh(self.w * self.M)
 
 
 def train(model, x, y, hx, hy, after_normalisation: bool, decay: bool, steps: int, batch: int, size: int) -> dict:
-    with model.unchecked():  # the slip's pixels leave [0, 1], which the model would refuse
-        return _train(model, x, y, hx, hy, after_normalisation, decay, steps, batch, size)
-
-
-def _train(model, x, y, hx, hy, after_normalisation: bool, decay: bool, steps: int, batch: int, size: int) -> dict:
     args = (size, 28, 10)
     program = (AfterNormalisationFrame(model.std, *args) if after_normalisation
                else reprolab.ReprogrammingFrame(*args)).to(model.device)
     opt = torch.optim.Adam([program.w], lr=0.1)
     g, t = torch.Generator().manual_seed(0), time.perf_counter()
-    for step in range(steps):
-        i = torch.randint(0, len(x), (batch,), generator=g)
-        logits = program.map_logits(model(program(x[i].to(model.device))))
-        loss = F.cross_entropy(logits, y[i].to(model.device)) + 1e-8 * program.w.square().sum()
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-        if decay and step % 2 == 1:  # StepLR(step_size=2, gamma=0.96), stepped every batch
-            opt.param_groups[0]["lr"] *= 0.96
-    seconds = time.perf_counter() - t
-    accuracy = reprolab.accuracy(task_predict(model, program, hx), hy)
+    with model.unchecked():  # the slip's pixels leave [0, 1], which the model would refuse
+        for step in range(steps):
+            i = torch.randint(0, len(x), (batch,), generator=g)
+            logits = program.map_logits(model(program(x[i].to(model.device))))
+            loss = F.cross_entropy(logits, y[i].to(model.device)) + 1e-8 * program.w.square().sum()
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            if decay and step % 2 == 1:  # StepLR(step_size=2, gamma=0.96), stepped every batch
+                opt.param_groups[0]["lr"] *= 0.96
+        seconds = time.perf_counter() - t
+        accuracy = reprolab.accuracy(task_predict(model, program, hx), hy)
     return {"after_normalisation": after_normalisation, "lr_decay": decay, "canvas": size, "steps": steps,
             "batch_size": batch,
             "final_lr": opt.param_groups[0]["lr"], "heldout_accuracy": accuracy, "n": len(hy),
@@ -86,8 +79,7 @@ def main():
     hx, hy = data.load_mnist("heldout")
     hx, hy = hx[:n_held], hy[:n_held]
     name = "reimplementation-quick" if a.quick else "reimplementation"
-    path = result_path(name)
-    rows = json.loads(path.read_text())["rows"] if path.exists() else []
+    rows = recorded_rows(name)
     # the reimplementation as it is first, then each slip alone, then neither
     for after, decay in [(True, True), (False, False), (True, False), (False, True)]:
         if any(r["after_normalisation"] == after and r["lr_decay"] == decay and r["steps"] == steps

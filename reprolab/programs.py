@@ -271,14 +271,17 @@ class ReprogrammingFrame(InputProgram):
         """The learned frame in pixel space, ``(1, 3, size, size)``; 0.5 (grey) inside the hole."""
         return (torch.tanh(self.w * self.M) + 1) / 2
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def place(self, x: torch.Tensor) -> torch.Tensor:
+        """The task images resized and placed on a black canvas, ``(N, 3, size, size)``: ``pad(x)``."""
         if x.ndim != 4 or x.shape[1] not in (1, 3):
             raise ValueError(f"task images must be (N, 1 or 3, h, w), got {tuple(x.shape)}")
         x = F.interpolate(x, size=(self.image_size,) * 2, mode="bilinear", align_corners=False)
         x = x.expand(-1, 3, -1, -1)
         s = self.w.shape[-1]
-        padded = F.pad(x, (self.left, s - self.left - self.image_size, self.top, s - self.top - self.image_size))
-        return (self.M * self.frame() + (1 - self.M) * padded).clamp(0, 1)
+        return F.pad(x, (self.left, s - self.left - self.image_size, self.top, s - self.top - self.image_size))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return (self.M * self.frame() + (1 - self.M) * self.place(x)).clamp(0, 1)
 
     def map_logits(self, logits: torch.Tensor) -> torch.Tensor:
         """ImageNet logits ``(N, 1000)`` -> task logits ``(N, n_task)`` through the label mapping."""
