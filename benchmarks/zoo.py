@@ -12,6 +12,10 @@ is kept in float32) and records settings, metrics, command and provenance in the
     python benchmarks/zoo.py publish --only uap-sgd-l2-efficientnet_lite0
     python benchmarks/zoo.py publish --only NAME --from FILE       # publish a file made elsewhere
 
+A gallery crafted in parts is published part by part: a part's classes are added to those
+published already (same settings required; ``--replace`` starts over), and the entry
+records each part's command, commit and device under ``parts``.
+
 Entries sized for a GPU say so: ``craft`` refuses them on a CPU unless given ``--anyway``.
 """
 
@@ -118,10 +122,12 @@ RECIPES: dict[str, Recipe] = {
                                                  "64/255", "--steps", "200", "--batch-size", "4",
                                                  "--classes-per-run", "10"], 10.4,
                                      source={"file": f"targeted-{L0}.safetensors", "results": "gallery-cpu-2core.json"}),
-    # the whole gallery (chapter 5's settings); about 17 h on 2 CPU cores, so it is crafted in parts
-    # (any --classes order; benchmarks/gallery_order.txt visits every group early) and published as it grows
+    # the whole gallery (chapter 5's settings, learned as a spectrum: benchmarks/parametrization.py); about 9 h
+    # on 2 CPU cores, so it is crafted in parts (any --classes order; benchmarks/gallery_order.txt visits every
+    # group early) and published as it grows
     f"gallery-{L0}": Recipe("gallery", ["gallery", "--model", L0, "--classes", "all", "--eps", "64/255", "--steps",
-                                        "200", "--batch-size", "4", "--classes-per-run", "10"], 1040,
+                                        "200", "--batch-size", "4", "--classes-per-run", "10",
+                                        "--parametrization", "fourier", "--lr", "0.2"], 540,
                             gpu_only=True, pictures=True),
 }
 
@@ -184,8 +190,44 @@ def settings_of(program, meta: dict) -> dict:
     return {"program": type(program).__name__, **program.config, **{k: meta[k] for k in SETTING_KEYS if k in meta}}
 
 
-def publish_pictures(name: str, src: Path | None) -> dict:
-    """A gallery kept as pictures: the per-class held-out rates its crafting run measured, one JPEG a class."""
+def earlier_parts(name: str, ids: list[int], settings: dict, n: int, root: Path | None = None
+                  ) -> tuple[list[dict], dict[int, bytes], list[dict]]:
+    """What a published gallery keeps when a part crafting ``ids`` is added to it.
+
+    ``(records, pictures, parts)`` of its other classes: their per-class records, JPEGs,
+    and the parts that crafted them (each with its command, commit, device and class ids).
+    Empty when nothing is published yet; a gallery made with other settings or measured on
+    another number of photos is refused (publish the new part with ``--replace``).
+    """
+    from reprolab import zoo
+
+    root = root or zoo.ROOT
+    if name not in zoo.names(root=root):
+        return [], {}, []
+    old = zoo.info(name, root)
+    was = {k: v for k, v in old["settings"].items() if k != "targets"}
+    now = {k: v for k, v in settings.items() if k != "targets"}
+    if was != now or old["metrics"]["n"] != n:
+        diffs = [f"{k} {was.get(k)!r} there, {now.get(k)!r} now" for k in sorted(set(was) | set(now))
+                 if was.get(k) != now.get(k)] + ([f"n {old['metrics']['n']} there, {n} now"]
+                                                  if old["metrics"]["n"] != n else [])
+        raise SystemExit(f"{name}: the published gallery was made otherwise ({'; '.join(diffs)}); its classes "
+                         "cannot be kept beside the new ones. Pass --replace to publish the new part alone")
+    new = set(ids)
+    files = zoo.pictures(name, root)
+    records = [r for r in old["per_class"] if r["id"] not in new]
+    parts = old.get("parts") or [{"classes": [r["id"] for r in old["per_class"]],
+                                  **{k: old[k] for k in ("crafted_with", "commit", "device", "torch")}}]
+    parts = [{**p, "classes": [c for c in p["classes"] if c not in new]} for p in parts]
+    return records, {r["id"]: files[r["id"]].read_bytes() for r in records}, [p for p in parts if p["classes"]]
+
+
+def publish_pictures(name: str, src: Path | None, replace: bool = False) -> dict:
+    """A gallery kept as pictures: the per-class held-out rates its crafting runs measured, one JPEG a class.
+
+    The classes of ``src`` are added to those published already (a gallery crafted in
+    parts); ``replace`` publishes ``src``'s classes alone.
+    """
     from reprolab import plots, zoo
     from reprolab.gallery import load_gallery
 
@@ -203,33 +245,42 @@ def publish_pictures(name: str, src: Path | None) -> dict:
     if len(n) != 1:
         raise SystemExit(f"{name}: classes were measured on different numbers of photos ({sorted(n)})")
     settings = {k: v for k, v in index["settings"].items() if k != "crafting_images"}
+    n = n.pop()
     log = WORK / f"{name}.json"  # written by `craft`; a gallery crafted in parts by hand gets one written too
     made = json.loads(log.read_text()) if log.is_file() else {**provenance(), "command": "unknown"}
+    part = {"classes": ids, "crafted_with": made["command"], "commit": made["commit"], "device": made["device"],
+            "torch": made["torch"], **({"seconds": made["seconds"]} if "seconds" in made else {})}
+    kept, kept_pictures, parts = ([], {}, []) if replace else earlier_parts(name, ids, settings, n)
+    per_class = sorted(kept + per_class, key=lambda r: r["id"])
+    parts = parts + [part]
     entry = {
         "kind": "gallery", "model": recipe.model,
-        "metrics": {"split": "heldout", "classes": len(ids),
-                    "target_success": sum(r["target_success"] for r in per_class) / len(ids),
-                    "target_prob": sum(r["target_prob"] for r in per_class) / len(ids), "n": n.pop()},
-        "per_class": per_class, "photos": SAMPLE, "settings": {**settings, "targets": ids},
+        "metrics": {"split": "heldout", "classes": len(per_class),
+                    "target_success": sum(r["target_success"] for r in per_class) / len(per_class),
+                    "target_prob": sum(r["target_prob"] for r in per_class) / len(per_class), "n": n},
+        "per_class": per_class, "photos": SAMPLE, "settings": {**settings, "targets": [r["id"] for r in per_class]},
         "picture": "the change amplified to the full range (plots.change_picture): 0.5 + 0.5 * delta / max_abs, "
                    "224 px JPEG; per_class[k]['max_abs'] scales it back",
         "command": recipe.remake(name), "crafted_with": made["command"],
-        "commit": made["commit"], "device": made["device"], "torch": made["torch"],
-        "cpu_minutes": round(recipe.cpu_minutes, 1), "gpu_seconds": recipe.gpu_seconds,
+        # the parts' provenance, joined (each part's own is under "parts")
+        **{k: ", ".join(dict.fromkeys(p[k] for p in parts)) for k in ("commit", "device", "torch")},
+        "parts": parts, "cpu_minutes": round(recipe.cpu_minutes, 1), "gpu_seconds": recipe.gpu_seconds,
     }
-    stored = zoo.write_pictures(name, {c: plots.change_picture(deltas[k]) for k, c in enumerate(ids)}, entry)
-    print(f"{name}: {len(ids)} classes as pictures, {stored['bytes'] / 1e6:.2f} MB, mean held-out target success "
-          f"{entry['metrics']['target_success']:.1%} (n = {entry['metrics']['n']})")
+    pictures = {**kept_pictures, **{c: plots.change_picture(deltas[k]) for k, c in enumerate(ids)}}
+    stored = zoo.write_pictures(name, pictures, entry)
+    print(f"{name}: {len(per_class)} classes as pictures ({len(ids)} from {src}, {len(kept)} kept), "
+          f"{stored['bytes'] / 1e6:.2f} MB, mean held-out target success "
+          f"{entry['metrics']['target_success']:.1%} (n = {n})")
     return stored
 
 
-def publish(name: str, src: Path | None) -> dict:
+def publish(name: str, src: Path | None, replace: bool = False) -> dict:
     import reprolab
     from reprolab import metrics, zoo
 
     recipe = RECIPES[name]
     if recipe.pictures:
-        return publish_pictures(name, src)
+        return publish_pictures(name, src, replace)
     program, meta, prov = load_made(name, src)
     model = reprolab.load_model(recipe.model)
     program = program.to(model.device)
@@ -269,6 +320,8 @@ def main():
     p.add_argument("--only", default=None, help="entries, comma-separated (default: all)")
     p.add_argument("--from", dest="src", type=Path, default=None, help="publish: the artifact file or gallery folder")
     p.add_argument("--anyway", action="store_true", help="craft GPU-sized entries on a CPU too")
+    p.add_argument("--replace", action="store_true",
+                   help="publish: a gallery's new classes replace the published ones (default: added to them)")
     a = p.parse_args()
     names = a.only.split(",") if a.only else list(RECIPES)
     unknown = [n for n in names if n not in RECIPES]
@@ -283,7 +336,7 @@ def main():
         elif a.action == "craft":
             craft(name, a.anyway)
         else:
-            publish(name, a.src)
+            publish(name, a.src, a.replace)
 
 
 if __name__ == "__main__":

@@ -273,7 +273,8 @@ def _cmd_gallery(args) -> dict:
     hx, _ = _images_for(model, args, "heldout")
     t = time.perf_counter()
     index = build_gallery(model, x, classes, args.out, eps=args.eps, steps=args.steps, batch_size=args.batch_size,
-                          classes_per_run=args.classes_per_run, heldout=hx, progress=not args.json)
+                          classes_per_run=args.classes_per_run, heldout=hx, progress=not args.json, lr=args.lr,
+                          parametrization=args.parametrization)
     done = [index["classes"][str(c)] for c in classes]
     out = {"out": str(args.out), "model": args.model, "classes": len(done), "seconds": round(time.perf_counter() - t, 1),
            "mean_target_success": sum(e["target_success"] for e in done) / len(done)}
@@ -445,6 +446,11 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--batch-size", type=positive_int, default=default_of(uap.targeted_uap, "batch_size"),
                    help="images per step, shared by the classes of a run")
     s.add_argument("--classes-per-run", type=positive_int, default=10)
+    s.add_argument("--parametrization", default=default_of(uap.targeted_uap, "parametrization"),
+                   choices=["tanh", "fourier"],
+                   help="tanh: each pixel; fourier: a 1/f spectrum in decorrelated colours, smoother pictures "
+                        "(the zoo's gallery uses it with --lr 0.2)")
+    s.add_argument("--lr", type=positive_float, default=default_of(uap.targeted_uap, "lr"), help="Adam's step")
     s.add_argument("--out", required=True, type=output_folder,
                    help="output folder (rerun the same command to resume; one run at a time per folder)")
 

@@ -232,7 +232,7 @@ def remove_leftovers(folder: str | Path) -> list[Path]:
 
 
 _CRAFT_DEFAULTS = {k: p.default for k, p in inspect.signature(targeted_uap).parameters.items()
-                   if k in ("lr", "augment", "seed")}
+                   if k in ("lr", "augment", "seed", "parametrization")}
 
 
 def gallery_settings(model: FrozenClassifier, x: torch.Tensor, eps: float, steps: int, batch_size: int,

@@ -11,6 +11,7 @@ Report both on images never used for crafting.
 
 from __future__ import annotations
 
+import math
 from typing import Callable, Mapping
 
 import torch
@@ -156,6 +157,29 @@ def targeted_success(model: FrozenClassifier, program, x: torch.Tensor, targets:
         prob.append(p[:, t].mean().item())
     return {"target_success": sum(success) / len(success), "target_prob": sum(prob) / len(prob),
             "per_class": success, "per_class_prob": prob, "n": len(x)}
+
+
+def high_frequency_share(delta: torch.Tensor, sigma: float = 1.0) -> list[float]:
+    """Share of each change's energy that a Gaussian blur with ``sigma`` pixels removes.
+
+    A legibility measure for pictures: near 0 for smooth changes, near 1 for pixel noise.
+
+    Args:
+        delta: changes ``(n, 3, H, W)`` (``program.delta()``).
+
+    Returns:
+        one share per change.
+
+    >>> smooth = torch.linspace(0, 1, 32).expand(1, 3, 32, 32)
+    >>> high_frequency_share(smooth)[0] < 0.01 < high_frequency_share(torch.randn(1, 3, 32, 32))[0]
+    True
+    """
+    from torchvision.transforms.v2 import functional as TF
+
+    d = delta.detach().float()
+    k = 2 * math.ceil(2 * sigma) + 1  # the kernel covers +-2 sigma
+    rest = d - TF.gaussian_blur(d, [k, k], [sigma, sigma])
+    return (rest.pow(2).flatten(1).sum(1) / d.pow(2).flatten(1).sum(1).clamp_min(1e-12)).tolist()
 
 
 def miou(pred: torch.Tensor, ref: torch.Tensor, num_classes: int) -> float:

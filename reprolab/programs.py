@@ -53,6 +53,31 @@ def check_eps(eps: float, norm: str = "inf") -> float:
     return float(eps)
 
 
+# The square root of ImageNet's RGB covariance (the matrix feature visualisation uses, Olah et al.
+# 2017), scaled so its largest column has norm 1: uncorrelated channels in, natural colours out.
+_SQRT = torch.tensor([[0.26, 0.09, 0.02], [0.27, 0.00, -0.05], [0.27, -0.09, 0.03]])
+COLOUR_SQRT = _SQRT / _SQRT.norm(dim=0).max()
+
+
+def spectrum_scale(size: int, decay: float = 1.0) -> torch.Tensor:
+    """``1 / f ** decay`` for each frequency of a ``size`` x ``size`` real FFT, ``(size, size // 2 + 1)``.
+
+    Natural images' spectra fall off about as ``1 / f``. Adam moves every coefficient of
+    the learned spectrum by about the same amount, so scaling them by ``1 / f`` makes its
+    steps natural-looking, smooth images rather than pixel noise. The constant term is
+    scaled as the lowest non-zero frequency, ``1 / size``; the whole is divided by its root
+    mean square, so a step moves pixels about as much as a step on pixels would.
+
+    >>> spectrum_scale(224).pow(2).mean().sqrt().item()
+    1.0
+    >>> s = spectrum_scale(4); bool(s[1, 1] > s[2, 2])   # lower frequencies get more
+    True
+    """
+    fy, fx = torch.fft.fftfreq(size)[:, None], torch.fft.rfftfreq(size)[None, :]
+    scale = (fx ** 2 + fy ** 2).sqrt().clamp_min(1.0 / size) ** -decay
+    return scale / scale.pow(2).mean().sqrt()
+
+
 class AdditivePerturbation(InputProgram):
     """One universal change ``delta`` added to every image: ``clamp(x + delta, 0, 1)``.
 
@@ -61,8 +86,11 @@ class AdditivePerturbation(InputProgram):
         eps: the bound on ``delta`` in [0, 1] pixel units.
         norm: ``"inf"`` (``|delta| <= eps`` per pixel) or ``"2"`` (``||delta||_2 <= eps``).
         parametrization: ``"tanh"``: ``delta = eps * tanh(w)`` (L-inf only, bounded by
-            construction) or ``"projected"``: ``delta`` is the parameter, projected
-            onto the eps-ball after every step.
+            construction); ``"fourier"``: ``delta = eps * tanh(colour(irfft2(w / f)))``,
+            ``w`` a spectrum scaled by one over its frequency ``f`` and ``colour`` mixing
+            decorrelated channels into RGB (feature visualisation's parametrisation,
+            Olah et al. 2017; L-inf only, bounded by construction); or ``"projected"``:
+            ``delta`` is the parameter, projected onto the eps-ball after every step.
 
         n: number of perturbations learned side by side (one per target class in a
             gallery); every image is paired with every perturbation.
@@ -87,16 +115,21 @@ class AdditivePerturbation(InputProgram):
         super().__init__()
         if norm not in ("inf", "2"):
             raise ValueError(f"unknown norm {norm!r}; use 'inf' or '2'")
-        if parametrization not in ("tanh", "projected"):
-            raise ValueError(f"unknown parametrization {parametrization!r}; use 'tanh' or 'projected'")
-        if parametrization == "tanh" and norm != "inf":
-            raise ValueError("the tanh parametrization bounds L-inf only; use parametrization='projected' for norm '2'")
+        if parametrization not in ("tanh", "fourier", "projected"):
+            raise ValueError(f"unknown parametrization {parametrization!r}; use 'tanh', 'fourier' or 'projected'")
+        if parametrization != "projected" and norm != "inf":
+            raise ValueError(f"the {parametrization} parametrization bounds L-inf only; "
+                             "use parametrization='projected' for norm '2'")
         if n < 1:
             raise ValueError(f"n (the number of perturbations) must be >= 1, got {n}")
         self.config = dict(size=int(size), eps=check_eps(eps, norm), norm=norm, parametrization=parametrization,
                            n=int(n))
         self.eps, self.norm, self.parametrization = self.config["eps"], norm, parametrization
-        self.w = nn.Parameter(torch.zeros(n, 3, size, size))
+        if parametrization == "fourier":  # real and imaginary parts of each channel's half spectrum
+            self.w = nn.Parameter(torch.zeros(n, 3, size, size // 2 + 1, 2))
+            self.register_buffer("spectrum_scale", spectrum_scale(size), persistent=False)
+        else:
+            self.w = nn.Parameter(torch.zeros(n, 3, size, size))
 
     @classmethod
     def random_noise(cls, size: int, eps: float, seed: int = 0) -> "AdditivePerturbation":
@@ -114,11 +147,17 @@ class AdditivePerturbation(InputProgram):
 
     def delta(self) -> torch.Tensor:
         """The perturbations, ``(n, 3, size, size)``."""
+        if self.parametrization == "fourier":
+            size = self.config["size"]
+            spectrum = torch.view_as_complex(self.w.float().contiguous()) * self.spectrum_scale
+            channels = torch.fft.irfft2(spectrum, s=(size, size), norm="ortho")
+            rgb = torch.einsum("ij,njhw->nihw", COLOUR_SQRT.to(channels.device), channels)
+            return (self.eps * torch.tanh(rgb)).to(self.w.dtype)
         return self.eps * torch.tanh(self.w) if self.parametrization == "tanh" else self.w
 
     @torch.no_grad()
     def project_(self) -> None:
-        if self.parametrization == "tanh":
+        if self.parametrization != "projected":
             return
         if self.norm == "inf":
             self.w.clamp_(-self.eps, self.eps)
@@ -128,7 +167,7 @@ class AdditivePerturbation(InputProgram):
 
     @torch.no_grad()
     def check(self) -> None:
-        if self.parametrization == "tanh":
+        if self.parametrization != "projected":
             return  # bounded by construction
         d = self.w.detach().float()
         size = d.abs().flatten(1).amax(1) if self.norm == "inf" else d.flatten(1).norm(dim=1)

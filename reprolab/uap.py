@@ -176,7 +176,8 @@ def gallery_views(scale: tuple[float, float] = (0.7, 1.0), blur: float = 1.0) ->
 
 def targeted_uap(model: FrozenClassifier, x: torch.Tensor, targets: list[int], eps: float = 64 / 255,
                  steps: int = 200, batch_size: int = 4, lr: float = 0.1, augment: bool = True,
-                 seed: int = 0, progress: bool = True, **fit_kwargs) -> tuple[AdditivePerturbation, History]:
+                 seed: int = 0, progress: bool = True, parametrization: str = "tanh",
+                 **fit_kwargs) -> tuple[AdditivePerturbation, History]:
     """Craft one targeted universal perturbation per class in ``targets``, all at once.
 
     Args:
@@ -189,6 +190,8 @@ def targeted_uap(model: FrozenClassifier, x: torch.Tensor, targets: list[int], e
             ``len(targets) * batch_size`` images per step).
         lr: Adam step on ``w`` (tanh space).
         augment: random views between the changed image and the network.
+        parametrization: ``"tanh"`` learns each pixel; ``"fourier"`` learns a 1/f-scaled
+            spectrum in decorrelated colours (see :class:`AdditivePerturbation`).
         fit_kwargs: passed to :func:`reprolab.fit`. Its ``micro_batch`` defaults to 1 on a
             CPU (one photo with every target per forward/backward pass, the same update)
             and to the whole batch elsewhere: one photo a pass is the faster choice on a
@@ -203,7 +206,8 @@ def targeted_uap(model: FrozenClassifier, x: torch.Tensor, targets: list[int], e
     if bad:
         raise ValueError(f"class ids {bad} are not in [0, {model.num_classes}); see model.class_names")
     device = model.device
-    program = AdditivePerturbation(x.shape[-1], check_eps(eps), n=len(targets)).to(device)
+    program = AdditivePerturbation(x.shape[-1], check_eps(eps), parametrization=parametrization,
+                                   n=len(targets)).to(device)
     batches = TensorBatches(x, torch.zeros(len(x), dtype=torch.long), batch_size, seed=seed, device=device)
     objective = Targeted(targets, views=gallery_views() if augment else None)
     fit_kwargs.setdefault("micro_batch", 1 if device.type == "cpu" else None)

@@ -46,20 +46,46 @@ def test_views_benchmark_times_the_three_ways(tmp_path):
     assert all(r["ms"] > 0 for r in result["rows"]) and result["rows"][0]["speedup_vs_loop"] == 1.0
 
 
+def zoo_recipes():
+    """``benchmarks/zoo.py`` as a module."""
+    sys.path.insert(0, str(REPO / "benchmarks"))
+    try:
+        import zoo as recipes
+    finally:
+        sys.path.pop(0)
+    return recipes
+
+
 def test_every_zoo_entry_has_its_recipe():
     """The manifest's command for an entry is the recipe ``benchmarks/zoo.py`` runs to remake it."""
     from reprolab import zoo
 
-    sys.path.insert(0, str(REPO / "benchmarks"))
-    try:
-        import zoo as recipes  # benchmarks/zoo.py
-    finally:
-        sys.path.pop(0)
+    recipes = zoo_recipes()
     for name in zoo.names():
         assert name in recipes.RECIPES, f"{name} has no recipe in benchmarks/zoo.py"
         recipe = recipes.RECIPES[name]
         assert zoo.info(name)["command"] == recipe.remake(name)
         assert zoo.info(name)["kind"] == recipe.kind and zoo.info(name)["model"] == recipe.model
+
+
+def test_a_gallery_part_keeps_the_published_classes_it_does_not_craft_again(tmp_path):
+    from reprolab import zoo
+
+    recipes = zoo_recipes()
+    settings = {"model": "tiny", "eps": 0.25, "steps": 200, "targets": [3, 7]}
+    entry = {"kind": "gallery", "model": "tiny", "metrics": {"target_success": 0.9, "n": 250}, "settings": settings,
+             "per_class": [{"id": c, "target_success": 0.9} for c in (3, 7)], "command": "reprolab gallery ...",
+             "crafted_with": "first part", "commit": "abc", "device": "cpu", "torch": "2"}
+    zoo.write_pictures("g", {3: b"three", 7: b"seven"}, entry, root=tmp_path)
+    records, pictures, parts = recipes.earlier_parts("g", [7, 9], {**settings, "targets": [7, 9]}, 250,
+                                                     root=tmp_path)
+    assert [r["id"] for r in records] == [3] and pictures == {3: b"three"}
+    assert parts == [{"classes": [3], "crafted_with": "first part", "commit": "abc", "device": "cpu", "torch": "2"}]
+    assert recipes.earlier_parts("new", [1], settings, 250, root=tmp_path) == ([], {}, [])
+    with pytest.raises(SystemExit, match=r"steps 200 there, 100 now.*--replace"):
+        recipes.earlier_parts("g", [9], {**settings, "steps": 100}, 250, root=tmp_path)
+    with pytest.raises(SystemExit, match="n 250 there, 64 now"):
+        recipes.earlier_parts("g", [9], settings, 64, root=tmp_path)
 
 
 @pytest.mark.slow
@@ -89,3 +115,11 @@ def test_reimplementation_quick_mode_runs_every_slip(tmp_path):
     assert slips == {(True, True), (False, False), (True, False), (False, True)}
     decayed = [r for r in result["rows"] if r["lr_decay"]]
     assert all(r["final_lr"] < 0.1 for r in decayed)
+
+
+@pytest.mark.slow
+def test_parametrization_quick_mode_compares_both_with_a_figure(tmp_path):
+    result = run_quick("parametrization", tmp_path)
+    assert [r["parametrization"] for r in result["rows"]] == ["tanh", "fourier"]
+    assert all(0 <= r["target_success"] <= 1 and 0 <= r["high_frequency_share"] <= 1 for r in result["rows"])
+    assert list(tmp_path.glob("parametrization-quick-*.png"))

@@ -5,7 +5,8 @@ import reprolab
 from reprolab.programs import AdditivePerturbation
 
 
-@pytest.mark.parametrize("norm, param", [("inf", "tanh"), ("inf", "projected"), ("2", "projected")])
+@pytest.mark.parametrize("norm, param", [("inf", "tanh"), ("inf", "fourier"), ("inf", "projected"),
+                                         ("2", "projected")])
 def test_perturbation_bound_and_valid_range(norm, param):
     p = AdditivePerturbation(32, eps=8 / 255, norm=norm, parametrization=param)
     with torch.no_grad():
@@ -26,6 +27,8 @@ def test_perturbation_resizes_for_other_input_sizes():
 @pytest.mark.parametrize("kw, match", [
     (dict(eps=0), r"eps must be in \(0, 1\]"), (dict(eps=2.0), "10/255"),
     (dict(eps=0.1, norm="1"), "unknown norm"), (dict(eps=0.1, norm="2"), "projected"),
+    (dict(eps=0.1, norm="2", parametrization="fourier"), "fourier parametrization bounds L-inf only"),
+    (dict(eps=0.1, parametrization="pixels"), "use 'tanh', 'fourier' or 'projected'"),
 ])
 def test_bad_program_arguments(kw, match):
     with pytest.raises(ValueError, match=match):
@@ -43,6 +46,27 @@ def test_save_load_round_trip(tmp_path):
     assert torch.equal(q.delta(), p.delta())
     assert meta["model"] == "tiny" and meta["fooling_rate"] == 0.5
     assert not list(tmp_path.glob(".*tmp"))  # no temporary file left behind
+
+
+def test_fourier_steps_are_smooth_and_the_program_round_trips(tmp_path):
+    """One step on the 1/f spectrum moves pixels as much as a step on pixels, but smoothly."""
+    torch.manual_seed(0)
+    fourier, pixels = (AdditivePerturbation(64, eps=0.25, parametrization=p) for p in ("fourier", "tanh"))
+    with torch.no_grad():  # what Adam's first step does: every coefficient moves by the same amount
+        for p in (fourier, pixels):
+            p.w.copy_(0.1 * torch.randn_like(p.w).sign())
+
+    def roughness(d):  # mean squared difference of neighbouring pixels, relative to the variance
+        return ((d[..., 1:, :] - d[..., :-1, :]).pow(2).mean() / d.var()).item()
+
+    f, t = fourier.delta().detach(), pixels.delta().detach()
+    assert 0.3 < f.std() / t.std() < 3           # comparable step sizes
+    assert roughness(f) < 0.5 * roughness(t)     # the spectrum's step is smooth; pixel steps are noise (~2)
+    assert f.abs().max() <= 0.25
+    reprolab.save_program(tmp_path / "f.safetensors", fourier, model="tiny")
+    q, _ = reprolab.load_program(tmp_path / "f.safetensors")
+    assert q.parametrization == "fourier" and torch.allclose(q.delta(), fourier.delta())
+    assert torch.allclose(q.select(0).delta(), fourier.delta())
 
 
 def test_several_perturbations_pair_every_image_with_every_delta():
