@@ -25,6 +25,22 @@ def test_targets_are_reached_within_the_bound(tiny_model, grey_images):
     assert history.metrics["target_rate"][-1] > history.metrics["target_rate"][0]
 
 
+def test_a_spectrum_reaches_the_targets_too_and_the_gallery_records_it(tiny_model, grey_images, tmp_path):
+    # without views the brightness model's answer depends on the spectrum's constant term alone
+    program, _ = targeted_uap(tiny_model, grey_images, [2, 7], eps=0.4, steps=60, batch_size=8, lr=0.2,
+                              parametrization="fourier", augment=False, progress=False)
+    d = program.delta()
+    assert program.parametrization == "fourier" and d.abs().max() <= 0.4
+    assert d.std((1, 2, 3)).max() < 1e-3 and d[0].mean() < -0.2 < 0.2 < d[1].mean()  # a flat shift each way
+    assert reprolab.targeted_success(tiny_model, program, grey_images, [2, 7])["per_class"] == [1.0, 1.0]
+    out = tmp_path / "g"
+    build_gallery(tiny_model, grey_images, [2], out, eps=0.4, steps=2, heldout=grey_images[:4], progress=False,
+                  parametrization="fourier")
+    assert json.loads((out / "index.json").read_text())["settings"]["parametrization"] == "fourier"
+    with pytest.raises(ValueError, match="parametrization 'fourier' there, 'tanh' now"):
+        build_gallery(tiny_model, grey_images, [7], out, eps=0.4, steps=2, progress=False)
+
+
 def test_cpu_default_of_one_photo_per_pass_gives_the_same_program(tiny_model, grey_images):
     kw = dict(eps=0.4, steps=3, batch_size=4, augment=False, progress=False)  # no views: deterministic
     default, _ = targeted_uap(tiny_model, grey_images, [2, 7], **kw)  # micro_batch=1 on CPU
