@@ -188,7 +188,7 @@ def targeted_uap(model: FrozenClassifier, x: torch.Tensor, targets: list[int], e
             far harder to reach.
         batch_size: images per step, shared by all targets (the model sees
             ``len(targets) * batch_size`` images per step).
-        lr: Adam step on ``w`` (tanh space).
+        lr: Adam's step on ``w`` (0.1 suits ``"tanh"``, 0.2 ``"fourier"``: ``benchmarks/parametrization.py``).
         augment: random views between the changed image and the network.
         parametrization: ``"tanh"`` learns each pixel; ``"fourier"`` learns a 1/f-scaled
             spectrum in decorrelated colours (see :class:`AdditivePerturbation`).
