@@ -253,6 +253,7 @@ def check_settings(out_dir: Path, index: dict, settings: dict) -> None:
     recorded = index.get("settings")
     if not recorded:
         return
+    recorded = {"parametrization": "tanh", **recorded}  # the only one before the option existed
     diffs = [f"{k} {recorded[k]!r} there, {settings[k]!r} now" for k in settings
              if k in recorded and recorded[k] != settings[k]]
     if diffs:

@@ -255,6 +255,8 @@ def test_an_older_index_without_the_new_settings_is_resumed_with_a_warning(tiny_
     index = json.loads((out / gallery.INDEX).read_text())
     index["settings"] = {k: index["settings"][k] for k in ("model", "eps", "steps", "batch_size")}
     (out / gallery.INDEX).write_text(json.dumps(index))
+    with pytest.raises(ValueError, match="parametrization 'tanh' there, 'fourier' now"):  # all were pixels then
+        _build(tiny_model, grey_images, out, parametrization="fourier")
     with pytest.warns(UserWarning, match="does not record lr, augment, seed, crafting_images"):
         _build(tiny_model, grey_images, out, classes=(2, 7))
     with pytest.raises(ValueError, match="eps 0.4 there, 0.3 now"):  # what it does record is still checked
