@@ -42,7 +42,7 @@ def main():
     p.add_argument("--lr", type=float, default=0.1, help="Adam's step (the gallery's: 0.1)")
     a = p.parse_args()
     classes = [int(c) for c in a.classes.split(",")]
-    steps, eps = (4, 64 / 255) if a.quick else (a.steps, 64 / 255)
+    eps, steps = 64 / 255, 4 if a.quick else a.steps
     classes = classes[:2] if a.quick else classes
     model = reprolab.load_model(a.model, device=reprolab.models.best_device())
     craft_x, _ = data.load_images(model=model, split="craft")

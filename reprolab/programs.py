@@ -128,6 +128,7 @@ class AdditivePerturbation(InputProgram):
         if parametrization == "fourier":  # real and imaginary parts of each channel's half spectrum
             self.w = nn.Parameter(torch.zeros(n, 3, size, size // 2 + 1, 2))
             self.register_buffer("spectrum_scale", spectrum_scale(size), persistent=False)
+            self.register_buffer("colour", COLOUR_SQRT.clone(), persistent=False)  # moves with the program
         else:
             self.w = nn.Parameter(torch.zeros(n, 3, size, size))
 
@@ -151,7 +152,7 @@ class AdditivePerturbation(InputProgram):
             size = self.config["size"]
             spectrum = torch.view_as_complex(self.w.float().contiguous()) * self.spectrum_scale
             channels = torch.fft.irfft2(spectrum, s=(size, size), norm="ortho")
-            rgb = torch.einsum("ij,njhw->nihw", COLOUR_SQRT.to(channels.device), channels)
+            rgb = torch.einsum("ij,njhw->nihw", self.colour, channels)
             return (self.eps * torch.tanh(rgb)).to(self.w.dtype)
         return self.eps * torch.tanh(self.w) if self.parametrization == "tanh" else self.w
 
