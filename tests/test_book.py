@@ -163,6 +163,13 @@ def test_every_chapter_renders_in_a_browser(built_book, browser):
         if failures or errors or broken or (is_notebook(page) and figures == 0):
             problems.append(f"{page.stem}: failed loads {failures}, error outputs {errors}, "
                             f"broken images {broken}, {figures} figures")
+        # screen readers read an output figure's alt text: a sentence (mystnb.image.alt), not its file name
+        nameless = browser.execute_script(
+            "return Array.from(document.querySelectorAll('.cell_output img'))"
+            ".filter(i => !i.alt || /_images\\/|\\.(png|svg|jpe?g)$/.test(i.alt)).map(i => i.alt)")
+        if nameless:
+            problems.append(f"{page.stem}: {len(nameless)} output figures without alt text (give the cell "
+                            f"mystnb: image: alt:), e.g. {nameless[0]!r}")
     assert not problems, "\n".join(problems)
     assert sorted(p.name for p in SCREENSHOTS.glob("*.png")) == sorted(f"{p.stem}.png" for p in pages)
 
