@@ -14,7 +14,9 @@ is kept in float32) and records settings, metrics, command and provenance in the
 
 A gallery crafted in parts is published part by part: a part's classes are added to those
 published already (same settings required; ``--replace`` starts over), and the entry
-records each part's command, commit and device under ``parts``.
+records each part's command, commit, device and time under ``parts``. A folder resumed
+across parts publishes only its classes not yet published, so each part's time stays
+with the classes it crafted (write the part's log, ``zoo/NAME.json``, before publishing).
 
 Entries sized for a GPU say so: ``craft`` refuses them on a CPU unless given ``--anyway``.
 """
@@ -222,6 +224,26 @@ def earlier_parts(name: str, ids: list[int], settings: dict, n: int, root: Path 
     return records, {r["id"]: files[r["id"]].read_bytes() for r in records}, [p for p in parts if p["classes"]]
 
 
+def unpublished(name: str, ids: list[int], records: list[dict], root: Path | None = None) -> list[int]:
+    """The classes of a gallery folder that a new part adds: those not published yet.
+
+    A folder resumed across parts still holds the classes published from it before; they
+    stay in their own part (with its time). A class that is published but whose held-out
+    rate in the folder differs was crafted again since: refused, not silently dropped.
+    """
+    from reprolab import zoo
+
+    root = root or zoo.ROOT
+    if name not in zoo.names(root=root):
+        return list(ids)
+    published = {r["id"]: r["target_success"] for r in zoo.info(name, root)["per_class"]}
+    again = [c for c, r in zip(ids, records) if c in published and abs(published[c] - r["target_success"]) > 1e-6]
+    if again:
+        raise SystemExit(f"{name}: classes {again[:5]} are published with other held-out rates than the folder's "
+                         "(crafted again since); publish the folder with --replace, or craft into a fresh folder")
+    return [c for c in ids if c not in published]
+
+
 def publish_pictures(name: str, src: Path | None, replace: bool = False) -> dict:
     """A gallery kept as pictures: the per-class held-out rates its crafting runs measured, one JPEG a class.
 
@@ -239,6 +261,12 @@ def publish_pictures(name: str, src: Path | None, replace: bool = False) -> dict
     if unmeasured:
         raise SystemExit(f"{name}: classes {unmeasured[:5]} have no held-out rate; craft them with held-out photos")
     deltas = program.delta().detach()
+    if not replace:  # a resumed folder: only its classes not yet published form the new part
+        new = set(unpublished(name, ids, records))
+        if not new:
+            raise SystemExit(f"{name}: every class in {src} is published already; nothing to add")
+        keep = [k for k, c in enumerate(ids) if c in new]
+        ids, records, deltas = [ids[k] for k in keep], [records[k] for k in keep], deltas[keep]
     per_class = [{"id": c, "name": r["name"], "target_success": r["target_success"], "target_prob": r["target_prob"],
                   "max_abs": round(float(deltas[k].abs().max()), 5)} for k, (c, r) in enumerate(zip(ids, records))]
     n = {r["heldout_images"] for r in records}

@@ -88,6 +88,23 @@ def test_a_gallery_part_keeps_the_published_classes_it_does_not_craft_again(tmp_
         recipes.earlier_parts("g", [9], settings, 64, root=tmp_path)
 
 
+def test_a_resumed_gallery_folder_publishes_only_its_new_classes(tmp_path):
+    from reprolab import zoo
+
+    recipes = zoo_recipes()
+    entry = {"kind": "gallery", "model": "tiny", "metrics": {"target_success": 0.9, "n": 250},
+             "settings": {"targets": [3, 7]}, "per_class": [{"id": 3, "target_success": 0.9},
+                                                            {"id": 7, "target_success": 0.8}],
+             "command": "reprolab gallery ..."}
+    zoo.write_pictures("g", {3: b"three", 7: b"seven"}, entry, root=tmp_path)
+    folder = [{"target_success": 0.9}, {"target_success": 0.8}, {"target_success": 0.7}]
+    # the folder still holds the published 3 and 7: the part is class 9 alone, so its time is 9's
+    assert recipes.unpublished("g", [3, 7, 9], folder, root=tmp_path) == [9]
+    assert recipes.unpublished("new", [3, 7], folder[:2], root=tmp_path) == [3, 7]
+    with pytest.raises(SystemExit, match=r"classes \[7\].*crafted again.*--replace"):
+        recipes.unpublished("g", [3, 7], [{"target_success": 0.9}, {"target_success": 0.85}], root=tmp_path)
+
+
 @pytest.mark.slow
 def test_transfer_quick_mode_fills_every_cell(tmp_path):
     import reprolab
