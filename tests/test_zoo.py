@@ -121,6 +121,28 @@ def test_a_gallery_kept_as_pictures_gives_its_files_and_refuses_a_change(tmp_pat
     assert len(zoo.verify(tmp_path)) == 1
 
 
+def test_a_gallery_summary_ranks_classes_and_times_only_the_timed_parts(tmp_path):
+    rates = {1: 225 / 250, 2: 0.5, 3: 1.0, 4: 1.0, 5: 0.95}  # float 225/250 rounds to 90.0 %, not below it
+    entry = {"kind": "gallery", "model": "tiny", "metrics": {"target_success": sum(rates.values()) / 5, "n": 250},
+             "per_class": [{"id": c, "name": f"c{c}", "target_success": v} for c, v in rates.items()],
+             "command": "reprolab gallery ...",
+             "parts": [{"classes": [1, 2], "commit": "aaa", "seconds": 60},
+                       {"classes": [3], "commit": "bbb"},                     # crafted before times were kept
+                       {"classes": [4, 5], "commit": "ccc", "seconds": 180}]}
+    zoo.write_pictures("tiny-gallery", {c: b"x" for c in rates}, entry, root=tmp_path)
+    s = zoo.gallery_summary("tiny-gallery", root=tmp_path)
+    assert s.classes == 5 and s.mean == pytest.approx(87.0)
+    assert s.weakest(2) == [("c2", 50.0), ("c1", 90.0)] and s.best() == [("c3", 100.0), ("c4", 100.0)]
+    assert (s.below_90, s.at_90, s.median) == (1, 1, 95.0)
+    assert (s.timed_classes, s.parts, s.seconds, s.commits) == (4, 2, 240, ["aaa", "ccc"])
+    assert s.classes_per_minute == pytest.approx(1.0) and s.hours_for(120) == pytest.approx(2.0)
+
+
+def test_a_gallery_summary_refuses_an_entry_that_is_not_a_gallery():
+    with pytest.raises(ValueError, match="is not a picture gallery"):
+        zoo.gallery_summary("uap-sgd-linf-efficientnet_lite0")
+
+
 def test_rewriting_a_picture_gallery_drops_the_classes_it_no_longer_has(tmp_path):
     _tiny_pictures(tmp_path, ids=(3, 7))
     _tiny_pictures(tmp_path, ids=(7,))

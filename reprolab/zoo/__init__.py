@@ -27,6 +27,8 @@ from __future__ import annotations
 import copy
 import hashlib
 import json
+import statistics
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -210,6 +212,67 @@ def verify(root: str | Path = ROOT) -> list[str]:
     listed = {e["file"] for e in entries.values()}
     problems += [f"{f.name} is not in the manifest" for f in root.glob("*.safetensors") if f.name not in listed]
     return problems
+
+
+@dataclass(frozen=True)
+class GallerySummary:
+    """What a picture gallery's manifest entry says, as the book's pages report it.
+
+    ``ranked`` is ``(class name, held-out success in %)`` from weakest to best, each rounded
+    to 0.1 (float32 holds 225/250 as 89.99..., which is 90.0 %). ImageNet repeats two class
+    names, so it is a list, not a dict. Rates count only parts with a recorded time.
+    """
+
+    classes: int
+    mean: float                 # % over the classes' held-out target success
+    ranked: list[tuple[str, float]]
+    timed_classes: int
+    parts: int                  # parts with a recorded time
+    seconds: float
+    commits: list[str]          # of the timed parts, in crafting order
+    bytes: int
+
+    @property
+    def median(self) -> float:
+        return statistics.median(v for _, v in self.ranked)
+
+    @property
+    def below_90(self) -> int:
+        return sum(v < 90 for _, v in self.ranked)
+
+    @property
+    def at_90(self) -> int:
+        return sum(v == 90 for _, v in self.ranked)
+
+    def weakest(self, k: int = 10) -> list[tuple[str, float]]:
+        return self.ranked[:k]
+
+    def best(self) -> list[tuple[str, float]]:
+        """Every class that ties for the highest rate."""
+        return [kv for kv in self.ranked if kv[1] == self.ranked[-1][1]]
+
+    @property
+    def classes_per_minute(self) -> float:
+        return self.timed_classes / self.seconds * 60 if self.seconds else float("nan")
+
+    def hours_for(self, classes: int) -> float:
+        """Crafting time for ``classes`` more classes at the measured rate."""
+        return classes / self.classes_per_minute / 60
+
+
+def gallery_summary(name: str, root: str | Path = ROOT) -> GallerySummary:
+    """Summarise a picture gallery entry: rates, weakest and best classes, crafting speed."""
+    e = info(name, root)
+    if e.get("format") != PICTURES:
+        raise ValueError(f"{name} is not a picture gallery; zoo.names('gallery') lists the galleries")
+    ranked = sorted(((r["name"], round(100 * r["target_success"], 1)) for r in e["per_class"]),
+                    key=lambda kv: kv[1])
+    timed = [part for part in e.get("parts", []) if part.get("seconds")]
+    return GallerySummary(
+        classes=len(ranked), mean=100 * e["metrics"]["target_success"], ranked=ranked,
+        timed_classes=sum(len(part["classes"]) for part in timed),
+        parts=len(timed), seconds=sum(part["seconds"] for part in timed),
+        commits=list(dict.fromkeys(part["commit"] for part in timed)), bytes=e["bytes"])
 
 
 def describe(name: str, root: str | Path = ROOT) -> str:
