@@ -161,7 +161,8 @@ def plot_transfer(rows: list[str], cols: list[str], matrix, title: str = "held-o
     short = lambda names: [n.replace("efficientnet_", "") for n in names]  # noqa: E731
     fig, ax = plt.subplots(figsize=(2.4 + 1.0 * len(cols), 1.4 + 0.45 * len(rows)))
     im = ax.imshow(matrix, vmin=0, vmax=1, cmap="viridis")
-    ax.set_xticks(range(len(cols)), short(cols))
+    # names like mobilenet_v2 are wider than a column: slanted, they do not run into each other
+    ax.set_xticks(range(len(cols)), short(cols), rotation=30, ha="right", rotation_mode="anchor")
     ax.set_yticks(range(len(rows)), short(rows))
     ax.set(xlabel="evaluated on", ylabel=ylabel, title=title)
     for i in range(len(rows)):

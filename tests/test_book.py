@@ -202,3 +202,17 @@ def test_gallery_page_search_narrows_the_cards(built_book, browser):
     assert browser.execute_script("return getComputedStyle(document.querySelector('.rl-full')).display") == "flex"
     assert browser.execute_script(
         "const i = document.querySelector('.rl-full img'); return i.complete && i.naturalWidth") > 0
+
+
+@pytest.mark.slow
+def test_every_colab_button_opens_a_committed_notebook(built_book):
+    import re
+
+    # a Colab link opens <repository>/blob/main/<path>: Colab reads .ipynb files only
+    targets = {page.stem: re.findall(r"colab\.research\.google\.com/github/[^/]+/[^/]+/blob/[^/]+/(?:\./)?([^\"'?#]+)",
+                                     page_html(built_book, page).read_text())
+               for page in toc_pages()}
+    missing = {stem: t for stem, ts in targets.items() for t in ts if not (t.endswith(".ipynb") and (REPO / t).is_file())}
+    assert not missing, f"Colab buttons to files that are not committed notebooks: {missing}"
+    assert any(targets.values()), "no Colab button on any page (launch_buttons in _config.yml)"
+    assert not targets["results"] and not targets["gallery"]  # no_launch_pages in _config.yml
