@@ -35,6 +35,18 @@ def stale(book: Path = BOOK) -> list[Path]:
     return out
 
 
+def stable_ids(nb) -> None:
+    """Cell ids from each cell's content, so an edit changes only its own cell's id in the diff
+    (nbformat would draw random ones on every write)."""
+    import hashlib
+
+    seen: set[str] = set()
+    for k, cell in enumerate(nb.cells):
+        cid = hashlib.sha1(f"{cell.cell_type}\n{cell.source}".encode()).hexdigest()[:8]
+        cell.id = cid if cid not in seen else f"{cid}-{k}"  # two equal cells: ids must differ
+        seen.add(cell.id)
+
+
 def write(book: Path = BOOK) -> list[Path]:
     """(Re)write every stale notebook; returns those written."""
     import jupytext
@@ -44,6 +56,7 @@ def write(book: Path = BOOK) -> list[Path]:
         nb = jupytext.read(ipynb.with_suffix(".md"))
         nb.metadata.pop("jupytext", None)  # a plain notebook: Colab does not know jupytext
         nb.metadata["kernelspec"] = {"display_name": "Python 3", "language": "python", "name": "python3"}
+        stable_ids(nb)
         jupytext.write(nb, ipynb)
     return written
 
