@@ -136,6 +136,7 @@ def test_a_gallery_summary_ranks_classes_and_times_only_the_timed_parts(tmp_path
     assert (s.below_90, s.at_90, s.median) == (1, 1, 95.0)
     assert (s.timed_classes, s.parts, s.seconds, s.commits) == (4, 2, 240, ["aaa", "ccc"])
     assert s.classes_per_minute == pytest.approx(1.0) and s.hours_for(120) == pytest.approx(2.0)
+    assert s.part_rates == [(2, 2.0), (2, pytest.approx(2 / 3))]
 
 
 def test_a_gallery_summary_refuses_an_entry_that_is_not_a_gallery():

@@ -220,17 +220,34 @@ class GallerySummary:
 
     ``ranked`` is ``(class name, held-out success in %)`` from weakest to best, each rounded
     to 0.1 (float32 holds 225/250 as 89.99..., which is 90.0 %). ImageNet repeats two class
-    names, so it is a list, not a dict. Rates count only parts with a recorded time.
+    names, so it is a list, not a dict. Rates count only parts with a recorded time
+    (``timed``: ``(classes, seconds)`` of each, in crafting order).
     """
 
     classes: int
     mean: float                 # % over the classes' held-out target success
     ranked: list[tuple[str, float]]
-    timed_classes: int
-    parts: int                  # parts with a recorded time
-    seconds: float
+    timed: list[tuple[int, float]]
     commits: list[str]          # of the timed parts, in crafting order
     bytes: int
+
+    @property
+    def parts(self) -> int:
+        """Parts with a recorded time."""
+        return len(self.timed)
+
+    @property
+    def timed_classes(self) -> int:
+        return sum(n for n, _ in self.timed)
+
+    @property
+    def seconds(self) -> float:
+        return sum(s for _, s in self.timed)
+
+    @property
+    def part_rates(self) -> list[tuple[int, float]]:
+        """``(classes, classes a minute)`` of each timed part: parts may run on machines of different speed."""
+        return [(n, n / s * 60) for n, s in self.timed]
 
     @property
     def median(self) -> float:
@@ -270,8 +287,7 @@ def gallery_summary(name: str, root: str | Path = ROOT) -> GallerySummary:
     timed = [part for part in e.get("parts", []) if part.get("seconds")]
     return GallerySummary(
         classes=len(ranked), mean=100 * e["metrics"]["target_success"], ranked=ranked,
-        timed_classes=sum(len(part["classes"]) for part in timed),
-        parts=len(timed), seconds=sum(part["seconds"] for part in timed),
+        timed=[(len(part["classes"]), part["seconds"]) for part in timed],
         commits=list(dict.fromkeys(part["commit"] for part in timed)), bytes=e["bytes"])
 
 
