@@ -291,10 +291,19 @@ def gallery_summary(name: str, root: str | Path = ROOT) -> GallerySummary:
         commits=list(dict.fromkeys(part["commit"] for part in timed)), bytes=e["bytes"])
 
 
+def percent_digits(n: int) -> int:
+    """Decimals a rate measured on ``n`` images is printed with, as a percentage.
+
+    >>> percent_digits(250), percent_digits(2000)
+    (1, 2)
+    """
+    return 2 if n >= 1000 else 1  # 2,000 held-out images resolve 0.05 points
+
+
 def describe(name: str, root: str | Path = ROOT) -> str:
     """One line on where an entry comes from: command, device, time, recorded metrics."""
     e = info(name, root)
-    digits = 2 if e["metrics"]["n"] >= 1000 else 1  # 2,000 held-out images resolve 0.05 points
+    digits = percent_digits(e["metrics"]["n"])
     rates = ", ".join(f"{k.replace('_', ' ')} {v:.{digits}%}" for k, v in e["metrics"].items()
                       if isinstance(v, float) and k != "target_prob")
     seconds = f" in {e['crafting_seconds']:.0f} s" if e.get("crafting_seconds") else ""
