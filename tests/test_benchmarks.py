@@ -68,6 +68,16 @@ def test_every_zoo_entry_has_its_recipe():
         assert zoo.info(name)["kind"] == recipe.kind and zoo.info(name)["model"] == recipe.model
 
 
+def test_zoo_list_prints_every_recipe_with_its_cost():
+    """`python benchmarks/zoo.py list` (the README's way to see the recipes) runs for every entry."""
+    run = subprocess.run([sys.executable, "zoo.py", "list"], cwd=REPO / "benchmarks", capture_output=True,
+                         text=True, timeout=300)
+    assert run.returncode == 0, run.stderr[-3000:]
+    listed = {line.split()[0] for line in run.stdout.splitlines() if line and not line.startswith(" ")}
+    assert listed == set(zoo_recipes().RECIPES)
+    assert "gallery-mobilenet_v2" in listed
+
+
 def test_a_gallery_part_keeps_the_published_classes_it_does_not_craft_again(tmp_path):
     from reprolab import zoo
 
