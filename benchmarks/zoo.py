@@ -55,6 +55,12 @@ class Recipe:
     source: dict = field(default_factory=dict)
     pictures: bool = False  # a gallery kept as one JPEG a class (zoo.write_pictures), not as programs
 
+    def where(self) -> str:
+        """Where to run it: 'CPU', or the GPU time where one was measured."""
+        if self.gpu_seconds is not None:
+            return f"GPU: {self.gpu_seconds:.0f} s on an H100"
+        return "GPU advised, not timed on one" if self.gpu_only else "CPU"
+
     @property
     def model(self) -> str:
         return self.args[self.args.index("--model") + 1]
@@ -147,7 +153,7 @@ def craft(name: str, anyway: bool) -> None:
         return
     if recipe.gpu_only and not torch.cuda.is_available() and not anyway:
         raise SystemExit(f"{name} takes about {recipe.cpu_minutes / 60:.1f} h on a 2-core CPU "
-                         f"({recipe.gpu_seconds:.0f} s on an H100); run it on a GPU, or pass --anyway")
+                         f"({recipe.where()}); run it on a GPU, or pass --anyway")
     print(f"{name}: {recipe.command(str(out))}", flush=True)
     made_by = provenance()  # the code as it is when the run starts
     t = time.perf_counter()
@@ -361,9 +367,7 @@ def main():
     for name in names:
         r = RECIPES[name]
         if a.action == "list":
-            where = (f"GPU: {r.gpu_seconds:.0f} s on an H100" if r.gpu_seconds is not None
-                     else "GPU advised, not timed on one" if r.gpu_only else "CPU")
-            print(f"{name:<44} {r.kind:<9} ~{r.cpu_minutes:.0f} min on 2 CPU cores ({where})\n    {r.remake(name)}")
+            print(f"{name:<44} {r.kind:<9} ~{r.cpu_minutes:.0f} min on 2 CPU cores ({r.where()})\n    {r.remake(name)}")
         elif a.action == "craft":
             craft(name, a.anyway)
         else:

@@ -76,6 +76,8 @@ def test_zoo_list_prints_every_recipe_with_its_cost():
     listed = {line.split()[0] for line in run.stdout.splitlines() if line and not line.startswith(" ")}
     assert listed == set(zoo_recipes().RECIPES)
     assert "gallery-mobilenet_v2" in listed
+    # craft's refusal on a CPU names the same place to run it
+    assert zoo_recipes().RECIPES["gallery-mobilenet_v2"].where() == "GPU advised, not timed on one"
 
 
 def test_a_gallery_part_keeps_the_published_classes_it_does_not_craft_again(tmp_path):
