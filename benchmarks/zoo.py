@@ -56,7 +56,7 @@ class Recipe:
     pictures: bool = False  # a gallery kept as one JPEG a class (zoo.write_pictures), not as programs
 
     def where(self) -> str:
-        """Where to run it: 'CPU', or the GPU time where one was measured."""
+        """Where to run it: the GPU time where one was measured, else 'GPU advised' or 'CPU'."""
         if self.gpu_seconds is not None:
             return f"GPU: {self.gpu_seconds:.0f} s on an H100"
         return "GPU advised, not timed on one" if self.gpu_only else "CPU"
