@@ -134,6 +134,36 @@ def picture_grid(pictures: dict, ids: list[int], class_names: list[str], rates: 
     return fig
 
 
+def compare_pictures(galleries: dict[str, dict], ids: list[int], class_names: list[str],
+                     rates: dict[str, dict] | None = None, ncols: int = 6, size: float = 2.2):
+    """The same classes in several galleries: a row per gallery under each block of ``ncols`` classes.
+
+    Args:
+        galleries: label (e.g. the model) -> class id -> picture file (:func:`reprolab.zoo.pictures`).
+        ids: the classes to show; each must be in every gallery.
+        rates: label -> class id -> held-out target success, shown in the titles.
+    """
+    from PIL import Image
+
+    missing = {label: [c for c in ids if c not in pics] for label, pics in galleries.items()}
+    missing = {label: cs for label, cs in missing.items() if cs}
+    if missing:
+        raise ValueError(f"classes missing from a gallery: {missing}; pass ids that every gallery holds")
+    blocks = [ids[i:i + ncols] for i in range(0, len(ids), ncols)]
+    nrows, ncols = len(blocks) * len(galleries), min(ncols, len(ids))
+    fig, axes = plt.subplots(nrows, ncols, figsize=(size * ncols, (size + 0.15) * nrows), squeeze=False)
+    for ax in axes.flat:
+        ax.axis("off")
+    for b, block in enumerate(blocks):
+        for g, (label, pics) in enumerate(galleries.items()):
+            for ax, c in zip(axes[b * len(galleries) + g], block):
+                ax.imshow(Image.open(pics[c]))
+                rate = f" {rates[label][c]:.0%}" if rates and c in rates.get(label, {}) else ""
+                ax.set_title(f"{class_names[c][:18]}, {label}{rate}", fontsize=7)
+    fig.tight_layout()
+    return fig
+
+
 def plot_layer_growth(history: History, layers: list[str], baseline=None, title: str | None = None):
     """Per-layer log activation energy over optimisation (minus ``baseline``, e.g. the clean value)."""
     import numpy as np

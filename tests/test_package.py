@@ -30,3 +30,29 @@ def test_no_module_of_the_package_imports_one_that_imports_it_back():
         edges[name] = deps
     cycles = [(a, b) for a, deps in edges.items() for b in deps if a in edges.get(b, set()) and a < b]
     assert cycles == []
+
+
+def test_the_wheel_holds_every_zoo_file(tmp_path):
+    """A pip install (Colab's) gets the zoo's programs and the galleries' pictures, not only the code."""
+    from pathlib import Path
+
+    from reprolab import zoo
+
+    import shutil
+    import zipfile
+
+    # built from a copy: an in-tree build would reuse (and leave) the checkout's build/ folder
+    repo, src = Path(__file__).resolve().parents[1], tmp_path / "src"
+    shutil.copytree(repo / "reprolab", src / "reprolab", ignore=shutil.ignore_patterns("__pycache__"))
+    for name in ("pyproject.toml", "README.md"):
+        shutil.copy(repo / name, src / name)
+    subprocess.run([sys.executable, "-m", "pip", "wheel", str(src), "--no-deps", "--no-build-isolation", "-q",
+                    "-w", str(tmp_path)], check=True, capture_output=True)
+    (wheel,) = tmp_path.glob("reprolab-*.whl")
+    packed = set(zipfile.ZipFile(wheel).namelist())
+    root = Path(zoo.__file__).parent
+    expected = {f"reprolab/zoo/{p.relative_to(root).as_posix()}"
+                for name in zoo.names() for p in ([zoo.path(name)] if zoo.path(name).is_file()
+                                                   else zoo.path(name).iterdir())}
+    assert "reprolab/zoo/manifest.json" in packed
+    assert expected - packed == set(), f"{len(expected - packed)} zoo files missing from the wheel"

@@ -2,6 +2,7 @@ import matplotlib
 
 matplotlib.use("Agg")
 
+import pytest
 import torch
 
 from reprolab import History, plots
@@ -76,3 +77,23 @@ def test_picture_grid_titles_each_picture_and_puts_a_photo_beside_it(tmp_path):
                              photos={96: torch.rand(3, 8, 8)})
     titles = [ax.get_title() for ax in fig.axes if ax.get_title()]
     assert titles == ["loggerhead (#33) 90%", "toucan (#96)", "a photo of toucan"]
+
+
+def test_compare_pictures_puts_each_gallery_in_a_row_under_its_classes(tmp_path):
+    import reprolab
+
+    galleries = {}
+    for label in ("a", "b"):
+        galleries[label] = {}
+        for c in (33, 96, 664):
+            galleries[label][c] = tmp_path / f"{label}_{c}.jpg"
+            galleries[label][c].write_bytes(plots.change_picture(torch.randn(3, 8, 8)))
+    fig = plots.compare_pictures(galleries, [33, 96, 664], reprolab.imagenet_class_names(),
+                                 rates={"b": {96: 0.5}}, ncols=2)
+    titles = [ax.get_title() for ax in fig.axes]
+    # two blocks of two classes, each block a row for "a" then a row for "b"
+    assert titles == ["loggerhead, a", "toucan, a", "loggerhead, b", "toucan, b 50%",
+                      "monitor, a", "", "monitor, b", ""]
+    del galleries["b"][664]
+    with pytest.raises(ValueError, match=r"'b': \[664\]"):
+        plots.compare_pictures(galleries, [33, 664], reprolab.imagenet_class_names())
