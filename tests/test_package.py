@@ -34,12 +34,11 @@ def test_no_module_of_the_package_imports_one_that_imports_it_back():
 
 def test_the_wheel_holds_every_zoo_file(tmp_path):
     """A pip install (Colab's) gets the zoo's programs and the galleries' pictures, not only the code."""
+    import shutil
+    import zipfile
     from pathlib import Path
 
     from reprolab import zoo
-
-    import shutil
-    import zipfile
 
     # built from a copy: an in-tree build would reuse (and leave) the checkout's build/ folder
     repo, src = Path(__file__).resolve().parents[1], tmp_path / "src"
