@@ -37,15 +37,9 @@ test: install browser
 	$(PY) -m pytest tests reprolab --doctest-modules
 
 # jupyter-cache keys executions on the code only, so quick runs get their own build folder, and
-# pages that read the zoo or the benchmark results run again when those change (a stamp of them)
-INPUTS := reprolab/zoo/manifest.json $(sort $(wildcard benchmarks/results/*.json))
+# the pages that read a zoo entry or a benchmark result run again when it changes (tools/book_inputs.py)
 book: install
-	@mkdir -p _build
-	@cat $(INPUTS) | sha256sum > _build/.inputs.new
-	@cmp -s _build/.inputs.new _build/.inputs.sha256 || { [ ! -e _build/.inputs.sha256 ] || \
-	  echo "the zoo or the benchmark results changed since the last build: every page runs again"; \
-	  rm -rf _build/.jupyter_cache _build/quick/_build/.jupyter_cache; }
-	@mv _build/.inputs.new _build/.inputs.sha256
+	@$(PY) tools/book_inputs.py
 ifeq ($(QUICK),1)
 	REPROLAB_QUICK=1 $(VENV)/bin/jupyter-book build . --all --path-output _build/quick
 else

@@ -29,9 +29,7 @@ def copy_pictures(app: Sphinx) -> None:
         return
     from reprolab import zoo
 
-    for name in zoo.names("gallery"):
-        if zoo.info(name).get("format") != zoo.PICTURES:
-            continue
+    for name in zoo.galleries():
         src = zoo.path(name)  # checks the folder against the manifest's sha256
         copied = _copy(src, Path(app.outdir) / "_static" / TARGET / name)
         logger.info(f"zoo_pictures: {name} in _static/{TARGET}/{name} ({copied} files updated)")

@@ -183,7 +183,7 @@ def test_gallery_page_search_narrows_the_cards(built_book, browser):
     failures = open_page(browser, (built_book / "book" / "gallery.html").as_uri())
     assert not failures, failures
     galleries = browser.find_elements(By.CSS_SELECTOR, ".rl-gallery")
-    assert len(galleries) == len([n for n in zoo.names("gallery") if zoo.info(n).get("format") == zoo.PICTURES])
+    assert len(galleries) == len(zoo.galleries())
     unloaded = browser.execute_script(
         "return Array.from(document.querySelectorAll('.rl-gallery figure img'))"
         ".filter(i => !i.complete || i.naturalWidth === 0).length")

@@ -25,13 +25,13 @@ METRIC = {"reprogram": "heldout_accuracy", "uap": "fooling_rate", "datafree": "f
 def test_manifest_files_and_hashes_agree():
     assert zoo.verify() == []
     assert set(REQUIRED) <= set(zoo.names())
-    programs = sum(zoo.info(n)["bytes"] for n in zoo.names() if zoo.info(n).get("format") != zoo.PICTURES)
+    programs = sum(zoo.info(n)["bytes"] for n in set(zoo.names()) - set(zoo.galleries()))
     assert programs <= 25e6, f"the zoo's programs are {programs / 1e6:.1f} MB (limit 25 MB)"
-    for name in zoo.names("gallery"):  # a whole gallery's pictures (1,000 classes) within 30 MB
+    assert set(zoo.galleries()) >= {"gallery-efficientnet_lite0", "gallery-mobilenet_v2"}
+    for name in zoo.galleries():  # a whole gallery's pictures (1,000 classes) within 30 MB
         e = zoo.info(name)
-        if e.get("format") == zoo.PICTURES:
-            per_class = e["bytes"] / e["metrics"]["classes"]
-            assert 1000 * per_class <= 30e6, f"{name}: {per_class / 1e3:.0f} KB a class, over 30 MB for 1,000"
+        per_class = e["bytes"] / e["metrics"]["classes"]
+        assert 1000 * per_class <= 30e6, f"{name}: {per_class / 1e3:.0f} KB a class, over 30 MB for 1,000"
 
 
 @pytest.mark.parametrize("name", REQUIRED)
@@ -114,6 +114,7 @@ def _tiny_pictures(tmp_path, ids=(3, 7)):
 def test_a_gallery_kept_as_pictures_gives_its_files_and_refuses_a_change(tmp_path):
     stored = _tiny_pictures(tmp_path)
     assert stored["format"] == zoo.PICTURES and stored["bytes"] == 20 and zoo.verify(tmp_path) == []
+    assert zoo.galleries(tmp_path) == ["tiny-gallery"] and zoo.galleries(tmp_path / "none") == []
     files = zoo.pictures("tiny-gallery", root=tmp_path)
     assert sorted(files) == [3, 7] and files[7].read_bytes() == bytes([7]) * 10
     with pytest.raises(ValueError, match="keeps each class's picture, not its program"):

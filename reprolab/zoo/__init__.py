@@ -68,6 +68,12 @@ def names(kind: str | None = None, root: str | Path = ROOT) -> list[str]:
     return sorted(n for n, e in entries.items() if kind is None or e["kind"] == kind)
 
 
+def galleries(root: str | Path = ROOT) -> list[str]:
+    """The galleries kept as pictures (one JPEG a class, :func:`pictures`), sorted."""
+    entries = read_manifest(root)["entries"]
+    return sorted(n for n, e in entries.items() if e.get("format") == PICTURES)
+
+
 def info(name: str, root: str | Path = ROOT) -> dict:
     """A copy of ``name``'s manifest entry (kind, model, metrics, settings, command, ...)."""
     entries = read_manifest(root)["entries"]
@@ -281,7 +287,7 @@ def gallery_summary(name: str, root: str | Path = ROOT) -> GallerySummary:
     """Summarise a picture gallery entry: rates, weakest and best classes, crafting speed."""
     e = info(name, root)
     if e.get("format") != PICTURES:
-        raise ValueError(f"{name} is not a picture gallery; zoo.names('gallery') lists the galleries")
+        raise ValueError(f"{name} is not a picture gallery; zoo.galleries() lists them")
     ranked = sorted(((r["name"], round(100 * r["target_success"], 1)) for r in e["per_class"]),
                     key=lambda kv: kv[1])
     timed = [part for part in e.get("parts", []) if part.get("seconds")]
