@@ -272,6 +272,24 @@ def zoo_gallery_browser(name: str = "gallery-efficientnet_lite0", columns: int =
     return w.VBox([search, w.HBox([big, caption]), grid])
 
 
+def zoo_gallery(name: str = "gallery-efficientnet_lite0", static_root: str = "../_static/zoo"):
+    """A zoo gallery as a page shows it: :func:`zoo_gallery_browser` where a kernel is live
+    (Colab, Jupyter), else :func:`reprolab.plots.gallery_page` over the built book's copies.
+
+    ``static_root``: where the built site serves the gallery folders, relative to the page
+    (the book's ``_ext/zoo_pictures.py`` copies them to ``_static/zoo``).
+    """
+    if live():
+        return zoo_gallery_browser(name)
+    from . import plots, zoo
+    from .models import imagenet_class_names
+
+    entry = zoo.info(name)
+    urls = {c: f"{static_root}/{name}/{f.name}" for c, f in zoo.pictures(name).items()}
+    return plots.gallery_page(urls, imagenet_class_names(), entry["per_class"],
+                              title=f"{entry['model']}: {entry['metrics']['classes']} of 1000 classes")
+
+
 def glue(name: str, value, display: bool = False) -> None:
     """Record ``value`` for a chapter's prose (MyST-NB ``{glue:text}`name```).
 

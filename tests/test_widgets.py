@@ -101,3 +101,17 @@ def test_zoo_gallery_browser_finds_a_class_by_name_and_shows_its_picture(live):
     assert len(grid.children) == 1
     assert big.value == zoo.pictures(name)[96].read_bytes() and "toucan" in caption.value
     assert "held-out target success" in caption.value
+
+
+def test_zoo_gallery_is_a_page_of_cards_in_a_static_build_and_the_browser_live(monkeypatch):
+    from reprolab import zoo
+
+    name = "gallery-mobilenet_v2"
+    monkeypatch.setenv("REPROLAB_STATIC", "1")
+    page = widgets.zoo_gallery(name, static_root="/site/zoo")
+    info = zoo.info(name)
+    assert page.n_cards == info["metrics"]["classes"] == len(zoo.pictures(name))
+    assert 'src="/site/zoo/gallery-mobilenet_v2/class_0096.jpg"' in page.html
+    assert f"mobilenet_v2: {info['metrics']['classes']} of 1000 classes" in page.html
+    monkeypatch.setenv("REPROLAB_STATIC", "0")
+    assert len(widgets.zoo_gallery(name).children) == 3    # search, picture and caption, grid
