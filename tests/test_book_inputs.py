@@ -41,6 +41,7 @@ def test_rules_on_made_up_sources(tool):
     assert tool.entries_read("zoo.names('gallery')", entries) == {"gallery-a"}
     assert tool.entries_read("zoo.names(kind)", entries) == set(entries)
     assert tool.entries_read("for n in zoo.names():", entries) == set(entries)
+    assert tool.entries_read('zoo.load("uap-a"); zoo.galleries()', entries) == set(entries)
     # a page that uses the zoo without naming an entry reads all of them; one without the zoo none
     assert tool.entries_read('zoo.load(name); print(f"{acc:.1%}")', entries) == set(entries)
     assert tool.entries_read('print(f"{acc:.1%}", "lite0\'s")', entries) == set()

@@ -7,11 +7,12 @@ hashes them, and drops the cached executions of the pages whose hash differs fro
 build's (``_build/.inputs.json``). Publishing a part of one gallery then reruns the pages
 that read that gallery, not the whole book.
 
-What a page reads is found in its text, erring towards too much: every quoted string
-(``{...}`` in an f-string matching anything; a string of fields alone is no name) that
-names an entry; every entry of a kind it
-lists (``zoo.names("uap")``), or all of them (``zoo.names()``, or a page that uses the zoo
-but names no entry this way); every result file when it mentions ``benchmarks/results``.
+What a page reads is found in its text, erring towards too much: every entry a quoted
+string names (``{...}`` in an f-string matching anything; a string of fields alone is no
+name); every entry of a kind it lists (``zoo.names("uap")``), or all of them
+(``zoo.names()``, ``zoo.galleries()``, or a page that uses the zoo but names no entry this
+way); every result file when it mentions ``benchmarks/results``. An entry a page reads only through a function's default argument
+is not seen: pages name the entries they show.
 """
 
 from __future__ import annotations
@@ -42,6 +43,8 @@ def executed_pages(repo: Path = REPO) -> list[Path]:
 
 def entries_read(text: str, entries: dict[str, dict]) -> set[str]:
     """The zoo entries a page's source may read (see the module's docstring for the rules)."""
+    if "zoo.galleries(" in text or "read_manifest(" in text:
+        return set(entries)
     found: set[str] = set()
     for call in _NAMES_CALL.finditer(text):
         kind = call.group(1).strip()
@@ -56,7 +59,7 @@ def entries_read(text: str, entries: dict[str, dict]) -> set[str]:
         parts[0] = parts[0].removeprefix("zoo:")   # "zoo:NAME", as the CLI and load_program take it
         pattern = re.compile(".+".join(map(re.escape, parts)))
         found |= {n for n in entries if pattern.fullmatch(n)}
-    if not found and ("zoo." in text or "read_manifest" in text):
+    if not found and "zoo." in text:
         return set(entries)
     return found
 
