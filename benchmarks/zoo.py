@@ -11,12 +11,16 @@ is kept in float32) and records settings, metrics, command and provenance in the
     python benchmarks/zoo.py craft --only uap-sgd-l2-efficientnet_lite0
     python benchmarks/zoo.py publish --only uap-sgd-l2-efficientnet_lite0
     python benchmarks/zoo.py publish --only NAME --from FILE       # publish a file made elsewhere
+    python benchmarks/zoo.py log-part --only NAME --started 2026-12-02T16:38:03Z --commit 3ac9495 [--command ...]
 
 A gallery crafted in parts is published part by part: a part's classes are added to those
 published already (same settings required; ``--replace`` starts over), and the entry
 records each part's command, commit, device and time under ``parts``. A folder resumed
 across parts publishes only its classes not yet published, so each part's time stays
-with the classes it crafted (write the part's log, ``zoo/NAME.json``, before publishing).
+with the classes it crafted. ``craft`` writes the part's log (``zoo/NAME.json``); a part
+run by hand (``reprolab gallery ... --out`` into the same folder, stopped between runs of
+classes) gets it from ``log-part``: its new classes and the time from ``--started`` to the
+last one saved.
 
 Entries sized for a GPU say so: ``craft`` refuses them on a CPU unless given ``--anyway``.
 """
@@ -29,6 +33,7 @@ import subprocess
 import sys
 import time
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 
 import torch
@@ -252,6 +257,45 @@ def unpublished(name: str, ids: list[int], records: list[dict], root: Path | Non
     return [c for c in ids if c not in published]
 
 
+def log_part(name: str, src: Path | None, started: str, commit: str, command: str | None = None,
+             root: Path | None = None) -> dict:
+    """Log a gallery part crafted by hand into the folder ``src``: ``zoo/NAME.json``, which ``publish`` reads.
+
+    The part is the folder's classes not published yet; its time runs from ``started``
+    (ISO 8601, when the crafting command was started) to the last of those classes saved;
+    ``command`` is the one that ran (default: the recipe's).
+    """
+    from reprolab.artifacts import atomic_write
+    from reprolab.gallery import read_index
+
+    src = src or out_path(name)
+    records = list(read_index(src)["classes"].values())
+    new = set(unpublished(name, [r["id"] for r in records], records, root))
+    if not new:
+        raise SystemExit(f"{name}: every class in {src} is published already; nothing to log")
+    start = datetime.fromisoformat(started.replace("Z", "+00:00"))
+    if start.tzinfo is None:
+        raise SystemExit(f"--started {started!r} has no time zone; give it in UTC, e.g. 2026-12-02T16:38:03Z")
+    saved = {c: (src / f"class_{c:04d}.json").stat().st_mtime for c in new}
+    earlier = sorted(c for c, t in saved.items() if t < start.timestamp())
+    if earlier:  # crafted by an earlier run, never published: its time is not this part's
+        raise SystemExit(f"{name}: classes {earlier[:5]} in {src} were saved before --started {started}; publish "
+                         "the part that crafted them first, or check the time")
+    seconds = round(max(saved.values()) - start.timestamp())
+    before = len(records) - len(new)
+    log = {"commit": commit, "device": device_name(), "torch": torch.__version__,
+           "command": (command or RECIPES[name].command(f"{src.name}/")) + (
+               f" (resumed into its folder: the {before} class{'' if before == 1 else 'es'} published before "
+               f"{'was' if before == 1 else 'were'} skipped)"
+               if before else ""),
+           "started": start.isoformat(), "seconds": seconds, "result": {"classes": len(new)}}
+    path = WORK / f"{name}.json"
+    atomic_write(path, lambda tmp: Path(tmp).write_text(json.dumps(log, indent=2) + "\n"))
+    print(f"{name}: part of {len(new)} classes in {seconds} s ({len(new) / seconds * 60:.2f} classes a minute) "
+          f"logged in {path}")
+    return log
+
+
 def publish_pictures(name: str, src: Path | None, replace: bool = False) -> dict:
     """A gallery kept as pictures: the per-class held-out rates its crafting runs measured, one JPEG a class.
 
@@ -352,9 +396,12 @@ def publish(name: str, src: Path | None, replace: bool = False) -> dict:
 
 def main():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("action", choices=["list", "craft", "publish"])
+    p.add_argument("action", choices=["list", "craft", "log-part", "publish"])
     p.add_argument("--only", default=None, help="entries, comma-separated (default: all)")
     p.add_argument("--from", dest="src", type=Path, default=None, help="publish: the artifact file or gallery folder")
+    p.add_argument("--started", help="log-part: when the part's crafting command started (ISO 8601, UTC)")
+    p.add_argument("--commit", help="log-part: the commit of the code that crafted the part")
+    p.add_argument("--command", help="log-part: the crafting command, if not the recipe's (e.g. another --classes)")
     p.add_argument("--anyway", action="store_true", help="craft GPU-sized entries on a CPU too")
     p.add_argument("--replace", action="store_true",
                    help="publish: a gallery's new classes replace the published ones (default: added to them)")
@@ -370,6 +417,10 @@ def main():
             print(f"{name:<44} {r.kind:<9} ~{r.cpu_minutes:.0f} min on 2 CPU cores ({r.where()})\n    {r.remake(name)}")
         elif a.action == "craft":
             craft(name, a.anyway)
+        elif a.action == "log-part":
+            if not (a.started and a.commit):
+                raise SystemExit("log-part needs --started (when the crafting began) and --commit (its code)")
+            log_part(name, a.src, a.started, a.commit, a.command)
         else:
             publish(name, a.src, a.replace)
 

@@ -117,6 +117,38 @@ def test_a_resumed_gallery_folder_publishes_only_its_new_classes(tmp_path):
         recipes.unpublished("g", [3, 7], [{"target_success": 0.9}, {"target_success": 0.85}], root=tmp_path)
 
 
+def test_a_part_crafted_by_hand_is_logged_with_its_new_classes_and_time(tmp_path, monkeypatch):
+    from reprolab import zoo
+
+    recipes = zoo_recipes()
+    monkeypatch.setattr(recipes, "WORK", tmp_path)
+    name = "gallery-mobilenet_v2"
+    entry = {"kind": "gallery", "model": "mobilenet_v2", "metrics": {"target_success": 0.9, "n": 250},
+             "settings": {"targets": [3]}, "per_class": [{"id": 3, "target_success": 0.9}], "command": "..."}
+    zoo.write_pictures(name, {3: b"three"}, entry, root=tmp_path / "zoo")
+    folder = tmp_path / name
+    folder.mkdir()
+    start = 1_800_000_000  # 2027-01-15T08:00:00Z
+    for c, rate, saved in ((3, 0.9, start - 50), (7, 0.8, start + 60), (9, 0.7, start + 130)):
+        path = folder / f"class_{c:04d}.json"
+        path.write_text(json.dumps({"id": c, "program": f"class_{c:04d}.safetensors", "target_success": rate}))
+        os.utime(path, (saved, saved))
+    log = recipes.log_part(name, folder, "2027-01-15T08:00:00Z", "abc1234", root=tmp_path / "zoo")
+    # class 3 was published by an earlier part: this part is 7 and 9, up to 9's save
+    assert log["result"] == {"classes": 2} and log["seconds"] == 130 and log["commit"] == "abc1234"
+    assert log["command"].startswith("reprolab gallery --model mobilenet_v2") and "the 1 class published before was skipped" in log["command"]
+    assert json.loads((tmp_path / f"{name}.json").read_text()) == log
+    ran = "reprolab gallery --model mobilenet_v2 --classes order.txt --out g/"
+    assert recipes.log_part(name, folder, "2027-01-15T08:00:00+00:00", "abc", ran, root=tmp_path / "zoo")[
+        "command"].startswith(ran + " (resumed")
+    with pytest.raises(SystemExit, match="no time zone"):
+        recipes.log_part(name, folder, "2027-01-15T08:00:00", "abc1234", root=tmp_path / "zoo")
+    with pytest.raises(SystemExit, match=r"classes \[7, 9\] .* saved before --started"):
+        recipes.log_part(name, folder, "2027-01-16T08:00:00Z", "abc1234", root=tmp_path / "zoo")
+    with pytest.raises(SystemExit, match=r"classes \[7\] .* saved before --started"):  # 7 from an earlier run
+        recipes.log_part(name, folder, "2027-01-15T08:01:05Z", "abc1234", root=tmp_path / "zoo")
+
+
 @pytest.mark.slow
 def test_transfer_quick_mode_fills_every_cell(tmp_path):
     import reprolab
