@@ -179,6 +179,20 @@ def test_reimplementation_quick_mode_runs_every_slip(tmp_path):
 
 
 @pytest.mark.slow
+def test_reprogramming_levers_quick_mode_maps_m_classes_per_digit(tmp_path):
+    result = run_quick("reprogramming_levers", tmp_path)
+    assert {(r["m"], r["image_size"]) for r in result["rows"]} == {(1, 32), (2, 32)}
+    for r in result["rows"]:
+        # m distinct ImageNet classes for each of the 10 digits, no class shared between digits
+        assert len(r["mapped_classes"]) == 10 and all(len(row) == r["m"] for row in r["mapped_classes"])
+        assert len({c for row in r["mapped_classes"] for c in row}) == 10 * r["m"]
+        assert 0 <= r["validation_accuracy"] <= 1 and r["validation_images"] == 100
+    summary = result["summary"]
+    assert summary[0]["validation_accuracy"] >= summary[-1]["validation_accuracy"]  # best validation first
+    assert result["picked_by_validation"] == {k: summary[0][k] for k in ("m", "image_size")}
+
+
+@pytest.mark.slow
 def test_parametrization_quick_mode_compares_both_with_a_figure(tmp_path):
     result = run_quick("parametrization", tmp_path)
     assert [r["parametrization"] for r in result["rows"]] == ["tanh", "fourier"]
