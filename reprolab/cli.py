@@ -458,7 +458,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("artifact", help="a .safetensors file, a gallery folder, or zoo:NAME (see `reprolab zoo list`)")
     s.add_argument("--model", default=None, help="default: the model named in the artifact")
     s.add_argument("--images", default=None, help="photo folder (default: <data root>/imagenet-sample)")
-    s.add_argument("--split", default="heldout", choices=["all", "craft", "heldout"])
+    s.add_argument("--split", default="heldout", choices=["all", "craft", "heldout"],
+                   help="photos to measure on; for reprogramming, craft is the task's training images")
     s.add_argument("--classes", default=None, help="galleries: measure only these classes (ids or names, commas)")
 
     s = add("zoo", _cmd_zoo, "pretrained programs by name: list them, or show one entry")

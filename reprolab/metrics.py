@@ -204,7 +204,9 @@ def evaluate_program(model: FrozenClassifier, program, meta: dict, images=None, 
     """The metrics ``reprolab evaluate`` reports for a saved program, by its kind.
 
     * a :class:`~reprolab.programs.ReprogrammingFrame`: ``heldout_accuracy`` on its task's
-      held-out images (``meta["task"]``);
+      held-out images (``meta["task"]``); ``split="craft"`` measures ``train_accuracy`` on
+      the task's training images instead (``train_n`` of them), and ``"all"`` both: the
+      gap between the two shows how much a program overfits;
     * an additive program with ``meta["targets"]`` (a gallery): ``target_success`` and
       ``target_prob``, per class too, on the ``split`` of the photos (only ``classes``
       when given);
@@ -220,9 +222,14 @@ def evaluate_program(model: FrozenClassifier, program, meta: dict, images=None, 
 
         if "task" not in meta:
             raise ValueError("this reprogramming artifact does not name its task (metadata 'task')")
-        hx, hy = data.load_task(meta["task"], "heldout", root=root, download=download)
-        return {"task": meta["task"], "split": "heldout",
-                "heldout_accuracy": accuracy(task_predict(model, program, hx), hy), "n": len(hy)}
+        out = {"task": meta["task"], "split": split}
+        if split in ("craft", "all"):
+            tx, ty = data.load_task(meta["task"], "train", root=root, download=download)
+            out |= {"train_accuracy": accuracy(task_predict(model, program, tx), ty), "train_n": len(ty)}
+        if split in ("heldout", "all"):
+            hx, hy = data.load_task(meta["task"], "heldout", root=root, download=download)
+            out |= {"heldout_accuracy": accuracy(task_predict(model, program, hx), hy), "n": len(hy)}
+        return {"n": out.get("train_n"), **out}  # n: the held-out count when measured, else the training one
     x, y = data.load_images(images, model=model, split=split, root=root, download=download)
     targets = meta.get("targets")
     if targets is None and len(program.w) > 1:

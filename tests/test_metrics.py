@@ -57,3 +57,20 @@ def test_dominant_labels_count_only_fooled_images(tiny_model):
     x = torch.cat([torch.full((10, 3, 32, 32), 1.0), torch.full((10, 3, 32, 32), 0.0)])
     shares = dominant_labels(tiny_model, Shift(0.0), x)
     assert shares == [(tiny_model.class_names[0], 0.5)]  # not 1.0: the dark ones were not moved
+
+
+def test_a_reprogramming_frame_is_measured_on_the_split_asked_for(tiny_model):
+    """heldout (the default) reads only held-out digits, craft only training ones, all both."""
+    from reprolab.metrics import evaluate_program
+    from reprolab.programs import ReprogrammingFrame
+
+    frame = ReprogrammingFrame(32, 16, 10)
+    n_train, n_held = (len(reprolab.data.load_task("digits", s)[1]) for s in ("train", "heldout"))
+    meta = {"task": "digits"}
+    held = evaluate_program(tiny_model, frame, meta)
+    assert set(held) == {"task", "split", "heldout_accuracy", "n"} and held["n"] == n_held
+    train = evaluate_program(tiny_model, frame, meta, split="craft")
+    assert set(train) == {"task", "split", "train_accuracy", "train_n", "n"} and train["n"] == n_train == train["train_n"]
+    both = evaluate_program(tiny_model, frame, meta, split="all")
+    assert (both["train_accuracy"], both["heldout_accuracy"], both["n"]) == (
+        train["train_accuracy"], held["heldout_accuracy"], n_held)
