@@ -1,4 +1,4 @@
-"""Which levers raise MNIST reprogramming of efficientnet_lite0 at a short CPU budget?
+"""Which levers raise MNIST reprogramming of a frozen network (lite0 by default) at a short CPU budget?
 
 Elsayed et al. reach about 97-98 % on MNIST; the zoo's program reaches 95.95 % (6,000
 steps of 128 on a GPU). This study measures, with several seeds, two levers a CPU can
@@ -9,7 +9,7 @@ alone picks a setting. The 2,000 held-out digits are reported for every run but 
 nothing. The frequency mapping, 128 px canvas, batch 32 (``--batch-size``), Adam at lr 0.05, cosine decay
 throughout; rows are written after each run and a rerun skips the rows already there.
 
-    python benchmarks/reprogramming_levers.py                  # 4 settings x 2 seeds x 400 steps (about 40 min, 2 CPU cores)
+    python benchmarks/reprogramming_levers.py                  # 4 settings x 2 seeds x 400 steps (about 35 min, 2 CPU cores)
     python benchmarks/reprogramming_levers.py --seeds 0,1,2    # add a seed to every setting
     python benchmarks/reprogramming_levers.py --quick          # minutes: smoke test
     python benchmarks/reprogramming_levers.py --model mobilenet_v2 --settings 1x32   # another network, the baseline
