@@ -1,7 +1,7 @@
-"""Which settings make SGD-UAP and the no-data GD-UAP on efficientnet_lite0 strongest?
+"""Which settings make SGD-UAP and GD-UAP (no data, data prior) on efficientnet_lite0 strongest?
 
-Chosen without touching the photos we report on. SGD-UAP variants craft on 200 of the
-250 crafting photos and are validated on the other 50. The no-data prior sees no photo
+Chosen without touching the photos we report on. SGD-UAP and data-prior variants craft on
+200 of the 250 crafting photos and are validated on the other 50. The no-data prior sees no photo
 at all, so all 250 crafting photos validate it (50 photos tied the two best variants in
 the first sweep: one photo is 2 points). Validation picks one variant per method. The
 held-out rate (250 photos never used for crafting or choosing) is then reported for
@@ -65,12 +65,21 @@ VARIANTS = {  # name -> (method, keyword arguments)
     # the third sweep (CPU): the reference code's procedure, halving when 60 % of the
     # perturbation saturates and keeping the best on validation (checked before halving)
     "none-3000-halve0.6-es": ("none", dict(steps=3000, halve_at=0.6, val="photos", check_every=50)),
+    # the fourth sweep (CPU): the data prior, from the zoo's setting (benchmarks/datafree.py: 300
+    # steps of 8 photos, constant lr) to longer cosine runs, with and without views of the perturbed photo
+    "data-300": ("data", dict(steps=300, batch_size=8, schedule="constant")),
+    "data-1000": ("data", dict(steps=1000, batch_size=8)),
+    "data-1000-jitter0.5": ("data", dict(steps=1000, batch_size=8, jitter=0.5)),
 }
+METHODS = ("sgd", "none", "data")
 SWEEP = RESULTS / "sweep"
 
 
 def validation_photos(photos: torch.Tensor, method: str) -> torch.Tensor:
-    """The crafting photos that pick among ``method``'s variants: those it was not crafted on."""
+    """The crafting photos that pick among ``method``'s variants: those it was not crafted on.
+
+    SGD-UAP and the data prior craft on the first 200; the no-data prior on none.
+    """
     return photos if method == "none" else photos[200:]
 
 
@@ -85,16 +94,17 @@ def craft(model, only: list[str] | None, seeds: tuple[int, ...] = (0,)):
     for name, (method, kw) in VARIANTS.items():
         kw = dict(kw, layers=model.conv_layers()) if kw.get("layers") == "conv" else kw
         kw = dict(kw, val=validation_photos(photos, method)) if kw.get("val") == "photos" else kw
+        kw = {"schedule": "cosine", **kw}  # a variant may name its own
         for seed in seeds:
             path = artifact(name, seed)
             if (only and name not in only) or path.exists():  # resumable: a crafted variant is kept
                 continue
             t = time.perf_counter()
             if method == "sgd":
-                program, _ = uap.sgd_uap(model, photos[:200], EPS, schedule="cosine", progress=False, seed=seed, **kw)
+                program, _ = uap.sgd_uap(model, photos[:200], EPS, progress=False, seed=seed, **kw)
             else:
-                program, _ = datafree.datafree_uap(model, method, None, EPS, schedule="cosine", progress=False,
-                                                   seed=seed, **kw)
+                x = photos[:200] if method == "data" else None
+                program, _ = datafree.datafree_uap(model, method, x, EPS, progress=False, seed=seed, **kw)
             seconds = time.perf_counter() - t
             print(f"{path.stem:<32} crafted in {seconds:.0f} s on {device_name()}", flush=True)
             reprolab.save_program(path, program, model=model.name, variant=name, method=method, seed=seed,
@@ -164,7 +174,7 @@ def evaluate(model):
                          "seeds": len(runs), "val_fooling_rate": mean(r["val_fooling_rate"] for r in runs),
                          "heldout_fooling_rate": mean(r["heldout"]["fooling_rate"] for r in runs), "runs": runs})
     picked = {}
-    for method in ("sgd", "none"):
+    for method in METHODS:
         rows = [v for v in variants if v["method"] == method]
         if rows:  # the first of the best on validation: ties go to the cheaper, earlier variant
             best = max(rows, key=lambda v: v["val_fooling_rate"])

@@ -7,7 +7,7 @@ held-out photos at that network's own input size (the perturbation is resized), 
 its binomial standard error. The layout of the tables in Moosavi-Dezfooli et al. 2017
 and Mopuri et al.'s GD-UAP paper; the book's results page prints it beside theirs.
 
-    python benchmarks/transfer.py            # about 6 minutes on 2 CPU cores
+    python benchmarks/transfer.py            # about 15 minutes on 2 CPU cores
     python benchmarks/transfer.py --quick    # 16 photos: smoke test of the script
 """
 

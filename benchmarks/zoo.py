@@ -92,10 +92,12 @@ def _reprogram(task: str, mapping: str, steps: int, side: int, gpu: float, sourc
                   source={"file": source, "results": results})
 
 
-def _datafree(prior: str, cpu: float, model: str = L0) -> Recipe:
-    source = {"file": f"datafree-{prior}-{L0}.safetensors", "results": "datafree-cpu-2core.json"} if model == L0 else {}
-    return Recipe("datafree", ["datafree", "--model", model, "--prior", prior, "--eps", "10/255", "--steps", "300",
-                               "--batch-size", "8"], cpu, source=source)
+def _datafree(prior: str, cpu: float, model: str = L0, steps: int = 300, schedule: str = "constant") -> Recipe:
+    made_before = model == L0 and (steps, schedule) == (300, "constant")  # by benchmarks/datafree.py
+    source = {"file": f"datafree-{prior}-{L0}.safetensors", "results": "datafree-cpu-2core.json"} if made_before else {}
+    extra = ["--schedule", schedule] if schedule != "constant" else []
+    return Recipe("datafree", ["datafree", "--model", model, "--prior", prior, "--eps", "10/255", "--steps", str(steps),
+                               "--batch-size", "8", *extra], cpu, source=source)
 
 
 WRITEUP_CLASSES = "33,34,78,96,288,291,292,664,670,978"  # turtles, tick, toucan, big cats, monitor, scooter, seashore
@@ -111,7 +113,9 @@ RECIPES: dict[str, Recipe] = {
                                               "--eps", "10/255", "--passes", "10"], 20),
     f"gduap-none-{L0}": _datafree("none", 0.3),
     f"gduap-range-{L0}": _datafree("range", 2),
-    f"gduap-data-{L0}": _datafree("data", 2.2),
+    # the setting benchmarks/sweep.py picked on validation photos (86.0 % held-out over three seeds there,
+    # against 84.3 % for 300 steps at a constant rate)
+    f"gduap-data-{L0}": _datafree("data", 8, steps=1000, schedule="cosine"),
     f"gduap-none-{L2}": _datafree("none", 0.6, L2),
     f"gduap-data-{L2}": _datafree("data", 4, L2),
     # a second architecture family, offline (torchvision's file from PyPI): the transfer tables

@@ -249,15 +249,16 @@ def _cmd_datafree(args) -> dict:
     x = _images_for(model, args, args.split)[0] if args.prior == "data" else None  # images, never labels
     t = time.perf_counter()
     resume = _resume_kwargs(args, ("prior", "eps", "steps", "batch_size", "layers", "stat", "halve_at",
-                                   "jitter"), crafting_images=None if x is None else fingerprint(x))
+                                   "jitter", "schedule"), crafting_images=None if x is None else fingerprint(x))
     program, history = datafree.datafree_uap(model, args.prior, x, args.eps, steps=args.steps,
                                              batch_size=args.batch_size, layers=layers, stat=args.stat,
-                                             halve_at=args.halve_at, jitter=args.jitter, progress=not args.json,
-                                             **resume)
+                                             halve_at=args.halve_at, jitter=args.jitter, schedule=args.schedule,
+                                             progress=not args.json, **resume)
     seconds = time.perf_counter() - t
     hx, hy = _images_for(model, args, "heldout")
     out = {"out": str(args.out), "model": args.model, "method": "datafree", "prior": args.prior, "stat": args.stat,
-           "jitter": args.jitter, "eps": args.eps, "steps": args.steps, "seconds": round(seconds, 1),
+           "jitter": args.jitter, "schedule": args.schedule, "eps": args.eps, "steps": args.steps,
+           "seconds": round(seconds, 1),
            "heldout": metrics.evaluate_perturbation(model, program, hx, hy)}
     out = _save(args, program, history, out, f"held-out: {out['heldout']}")
     _drop_checkpoint(args)
@@ -432,6 +433,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--jitter", type=fraction, default=None,
                    help="show the network random crops (smallest area fraction, e.g. 0.5) and flips of "
                         "the perturbed input, --batch-size per step (off by default)")
+    s.add_argument("--schedule", choices=["constant", "cosine"], default="constant",
+                   help="learning-rate schedule (cosine decays it to zero over --steps)")
     s.add_argument("--out", required=True, type=output_file,
                    help="output .safetensors file (a killed run resumes from OUT.ckpt.safetensors when rerun)")
 

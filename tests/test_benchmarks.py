@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 
 from helpers import REPO
 
@@ -198,3 +199,29 @@ def test_parametrization_quick_mode_compares_both_with_a_figure(tmp_path):
     assert [r["parametrization"] for r in result["rows"]] == ["tanh", "fourier"]
     assert all(0 <= r["target_success"] <= 1 and 0 <= r["high_frequency_share"] <= 1 for r in result["rows"])
     assert list(tmp_path.glob("parametrization-quick-*.png"))
+
+
+def test_every_sweep_variant_names_arguments_its_crafting_function_takes():
+    """A misspelt setting in ``benchmarks/sweep.py`` would only fail hours into a sweep."""
+    import inspect
+
+    from reprolab import datafree, uap
+
+    sys.path.insert(0, str(REPO / "benchmarks"))
+    try:
+        import sweep
+    finally:
+        sys.path.pop(0)
+    takes = {"sgd": inspect.signature(uap.sgd_uap).parameters,
+             "none": inspect.signature(datafree.datafree_uap).parameters,
+             "data": inspect.signature(datafree.datafree_uap).parameters}
+    fit_takes = inspect.signature(__import__("reprolab").fit).parameters  # the rest go on to fit
+    for name, (method, settings) in sweep.VARIANTS.items():
+        assert method in sweep.METHODS, name
+        for key in settings:
+            assert key in takes[method] or key in fit_takes, f"{name}: {key}"
+    photos = torch.arange(250)
+    # SGD-UAP and the data prior craft on the first 200 crafting photos and validate on the rest
+    assert sweep.validation_photos(photos, "data").tolist() == list(range(200, 250))
+    assert sweep.validation_photos(photos, "sgd").tolist() == list(range(200, 250))
+    assert len(sweep.validation_photos(photos, "none")) == 250  # it sees no photo: all of them validate it

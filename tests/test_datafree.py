@@ -133,8 +133,9 @@ def test_cli_data_prior_on_unlabelled_photos(tmp_path, capsys, data_dir):
         Image.open(src).save(folder / f"{i}.png")
     out = tmp_path / "gd.safetensors"
     assert main(["datafree", "--prior", "data", "--images", str(folder), "--steps", "2", "--batch-size", "2",
-                 "--out", str(out), "--json"]) == 0
+                 "--schedule", "cosine", "--out", str(out), "--json"]) == 0
     result = json.loads(capsys.readouterr().out)
     assert result["heldout"]["n"] == 3 and "error_rate" not in result["heldout"]
+    assert result["schedule"] == "cosine" and reprolab.load_program(out)[1]["schedule"] == "cosine"
     assert main(["evaluate", str(out), "--images", str(folder), "--json"]) == 0
     assert json.loads(capsys.readouterr().out)["n"] == 3
